@@ -1,0 +1,10 @@
+"""automl: neural architecture search for image classification, by Bayesian optimization over
+network morphisms (the Auto-Keras method), as a library. The Prefect pipeline lives in ``flows/``."""
+
+from automl.classifier import ImageClassifier
+from automl.config import Params, load_params
+from automl.data import load_image_dataset
+from automl.errors import AutoMLError, ConfigError, DataError, NotFittedError
+
+__all__ = ["ImageClassifier", "load_image_dataset", "Params", "load_params", "AutoMLError", "ConfigError",
+           "DataError", "NotFittedError"]

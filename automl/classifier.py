@@ -1,0 +1,173 @@
+"""``ImageClassifier``: the Auto-Keras-style face of the library (fit, final_fit, evaluate, predict, export).
+
+It runs in-process with no Prefect server; the pipeline flow drives the same pieces (searcher, search
+loop, ``train_and_record``) through Prefect tasks. ``path`` keeps every trained candidate (graph JSON
+and weights), a readable ``search.log`` and the classifier's own state, so ``ImageClassifier.load(path)``
+brings a fitted classifier back.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automl.builder import build_module
+from automl.config import Params, from_dict
+from automl.data import ImageBatch, as_image_list, stratified_split
+from automl.errors import ConfigError, DataError, NotFittedError
+from automl.export import export_model
+from automl.fileio import read_json, write_json
+from automl.graph import Graph
+from automl.preprocess import Preprocessor
+from automl.progress import ConsoleProgress
+from automl.search import CandidateStore, load_weights, run_search, save_weights, train_and_record
+from automl.searcher import make_searcher
+from automl.trainer import TensorData, accuracy, predict_logits, train_candidate
+
+STATE_FILE = "classifier.json"
+
+
+class ImageClassifier:
+    """Searches an architecture for labelled images, then trains and exports the best one."""
+
+    def __init__(self, path: str | Path = "automodels/", verbose: bool = False, seed: int | None = None,
+                 strategy: str | None = None, params: Params | None = None) -> None:
+        params = params or Params()
+        overrides: dict[str, Any] = {}
+        if seed is not None:
+            overrides["seed"] = seed
+        if strategy is not None:
+            overrides["search.strategy"] = strategy
+        self.params = params.replace(**overrides)
+        self.path = Path(path)
+        self.verbose = verbose
+        self.preprocessor: Preprocessor | None = None
+        self.graph: Graph | None = None
+        self.model: torch.nn.Module | None = None
+
+    # --- search ----------------------------------------------------------------------------
+    def fit(self, x: ImageBatch, y: np.ndarray | list, time_limit: float | None = None) -> "ImageClassifier":
+        """Search architectures within ``time_limit`` seconds and keep the best model found."""
+        limit = self.params.search.time_limit if time_limit is None else time_limit
+        if limit <= 0:
+            raise ConfigError(f"time_limit must be positive (seconds), got {time_limit}.")
+        images, labels = _check_xy(x, y)
+        val_idx, train_idx = stratified_split(labels, [max(self.params.split.val_fraction, 0.05)], self.params.seed)
+        pick = lambda idx: [images[i] for i in idx]  # noqa: E731
+        self.preprocessor = Preprocessor.fit(pick(train_idx), labels[train_idx], self.params.preprocess.image_size)
+        data = self._tensors(pick(train_idx), labels[train_idx], pick(val_idx), labels[val_idx])
+        shape = tuple(data.x_train.shape[1:])
+        searcher = make_searcher(self.params.search.strategy, shape, len(self.preprocessor.classes), self.params.seed)
+        store = CandidateStore(self.path)
+        store.reset()
+        callbacks = [ConsoleProgress(time.time() + limit)] if self.verbose else []
+
+        def train_batch(candidates: list, deadline: float) -> list[dict[str, Any]]:
+            return [train_and_record(c, store, data, self.params.train, seed=self.params.seed, deadline=deadline,
+                                     callbacks=callbacks) for c in candidates]
+
+        summary = run_search(searcher, train_batch, store, time_limit=limit,
+                             max_candidates=self.params.search.max_candidates, parallel=self.params.search.parallel)
+        if summary.best is None:
+            raise DataError(f"every candidate failed to train; see {self.path / 'search.log'}.")
+        self._use(store.graph(summary.best["id"]), store.weights(summary.best["id"]))
+        self._save_state(best_id=summary.best["id"])
+        return self
+
+    def final_fit(self, x_train: ImageBatch, y_train: np.ndarray | list, x_test: ImageBatch | None = None,
+                  y_test: np.ndarray | list | None = None, retrain: bool | None = None,
+                  epochs: int | None = None) -> dict[str, Any]:
+        """Train the best architecture on all of ``x_train``: from its searched weights, or from scratch
+        when ``retrain``. ``x_test`` is only evaluated at the end, never used to choose anything."""
+        self._require_fitted()
+        retrain = self.params.final_fit.retrain if retrain is None else retrain
+        images, labels = _check_xy(x_train, y_train)
+        data = self._tensors(images, labels)
+        weights = None if retrain else self.model.state_dict()
+        callbacks_epoch = ConsoleProgress(None).final_epoch if self.verbose else None
+        result = train_candidate(self.graph, weights, data, self.params.train, seed=self.params.seed,
+                                 max_epochs=epochs or self.params.final_fit.epochs, on_epoch=callbacks_epoch)
+        if result.status != "complete":
+            raise RuntimeError(f"final fit failed: {result.error}")
+        self._use(self.graph, result.state)
+        save_weights(result.state, self.path / "final" / "weights.pt")
+        (self.path / "final" / "graph.json").write_text(self.graph.to_json())
+        self._save_state(final=True)
+        summary = result.summary()
+        if x_test is not None and y_test is not None:
+            summary["test_accuracy"] = self.evaluate(x_test, y_test)
+        return summary
+
+    # --- use -------------------------------------------------------------------------------
+    def evaluate(self, x: ImageBatch, y: np.ndarray | list) -> float:
+        """Accuracy of the current model on ``(x, y)``."""
+        self._require_fitted()
+        images, labels = _check_xy(x, y)
+        return accuracy(self.model, self.preprocessor.transform(images), self.preprocessor.encode(labels))
+
+    def predict_proba(self, x: ImageBatch) -> np.ndarray:
+        self._require_fitted()
+        logits = predict_logits(self.model, self.preprocessor.transform(x))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, x: ImageBatch) -> np.ndarray:
+        """Labels in the user's own label space."""
+        proba = self.predict_proba(x)
+        return self.preprocessor.decode(proba.argmax(axis=1))
+
+    def export(self, out_dir: str | Path) -> dict[str, Path]:
+        """TorchScript, ONNX and labels files with preprocessing built in (see ``automl.export``)."""
+        self._require_fitted()
+        return export_model(self.model, self.preprocessor, out_dir)
+
+    @classmethod
+    def load(cls, path: str | Path, verbose: bool = False) -> "ImageClassifier":
+        """A fitted classifier from its ``path`` (the final model if ``final_fit`` ran, else the best)."""
+        state_file = Path(path) / STATE_FILE
+        if not state_file.is_file():
+            raise NotFittedError(f"{state_file}: not found; run fit first.")
+        state = read_json(state_file)
+        clf = cls(path, verbose, params=from_dict(state["params"], str(state_file)))
+        clf.preprocessor = Preprocessor.from_dict(state["preprocessor"])
+        folder = Path(path) / "final" if state.get("final") else CandidateStore(path).dir(state["best_id"])
+        clf._use(Graph.from_json((folder / "graph.json").read_text()), load_weights(folder / "weights.pt"))
+        return clf
+
+    # --- internals -------------------------------------------------------------------------
+    def _tensors(self, x_tr: list, y_tr: np.ndarray, x_val: list | None = None,
+                 y_val: np.ndarray | None = None) -> TensorData:
+        pp = self.preprocessor
+        val = (pp.transform(x_val), pp.encode(y_val)) if x_val is not None else (None, None)
+        return TensorData(pp.transform(x_tr), pp.encode(y_tr), *val)
+
+    def _use(self, graph: Graph, state: dict[str, torch.Tensor]) -> None:
+        self.graph = graph
+        self.model = build_module(graph)
+        self.model.load_state_dict(state)
+        self.model.eval()
+
+    def _save_state(self, **extra: Any) -> None:
+        previous = read_json(self.path / STATE_FILE) if (self.path / STATE_FILE).is_file() else {}
+        previous.update(extra)
+        previous.update(params=self.params.to_dict(), preprocessor=self.preprocessor.to_dict())
+        write_json(self.path / STATE_FILE, previous)
+
+    def _require_fitted(self) -> None:
+        if self.model is None or self.preprocessor is None:
+            raise NotFittedError("this classifier is not fitted yet; call fit first (or ImageClassifier.load).")
+
+
+def _check_xy(x: ImageBatch, y: np.ndarray | list) -> tuple[list[np.ndarray], np.ndarray]:
+    images, labels = as_image_list(x), np.asarray(y)
+    if labels.ndim != 1:
+        raise DataError(f"labels must be one-dimensional, got shape {labels.shape}.")
+    if len(images) != len(labels):
+        raise DataError(f"got {len(images)} images but {len(labels)} labels.")
+    if not images:
+        raise DataError("the dataset is empty.")
+    return images, labels
+

@@ -1,0 +1,246 @@
+"""Settings: one frozen dataclass per component, built from its section of ``params.yaml``.
+
+Why frozen dataclasses and not a mutable settings class (as Auto-Keras 0.4's ``Constant``): a run's
+settings are fixed at its start, travel to workers as plain data, and are logged to MLflow as they are.
+``--set key=value`` overrides are validated against the fields, so a typo is an error, not a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the labelled images are. ``source`` names the embedded dataset that ingest writes into
+    ``data/<source>/`` (the defaults of ``csv`` and ``images`` point there); empty writes nothing."""
+
+    source: str = "mnist5k"
+    csv: str = "data/mnist5k/labels.csv"
+    images: str = "data/mnist5k/images"
+    filename_column: str = ""  # empty: the CSV's first column
+    label_column: str = ""  # empty: the CSV's second column
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of the whole dataset held out; the rest trains. Stratified by label, seeded."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Images are resized to ``image_size`` squared; normalization statistics come from training data."""
+
+    image_size: int = 28
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one candidate trains. ``flip`` is off by default: a mirrored digit is another symbol."""
+
+    max_epochs: int = 15
+    patience: int = 3
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    augment: bool = True
+    crop_padding: int = 2
+    flip: bool = False
+    threads: int = 0  # 0: one per CPU core
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The architecture search: its strategy, budget in seconds and batch size per round."""
+
+    strategy: str = "initial"
+    time_limit: float = 600.0
+    max_candidates: int = 20
+    parallel: int = 1
+
+
+@dataclass(frozen=True)
+class FinalFitConfig:
+    """``retrain`` re-initializes the best architecture; otherwise its searched weights keep training."""
+
+    retrain: bool = False
+    epochs: int = 10
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow. An empty ``uri`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
+
+    uri: str = ""
+    experiment: str = "automl"
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where pipeline stages write: ``work`` for intermediate outputs, ``export`` for the hand-off."""
+
+    work: str = "artifacts"
+    export: str = "exported"
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every knob of a run; mirrors ``params.yaml`` section by section."""
+
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    final_fit: FinalFitConfig = field(default_factory=FinalFitConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"train.batch_size": 128, ...}``: the form MLflow params and ``--set`` use."""
+        return _flatten(self.to_dict())
+
+    def replace(self, **overrides: Any) -> "Params":
+        """A copy with dotted keys overridden, e.g. ``replace(**{"search.time_limit": 60})``."""
+        return with_overrides(self, overrides)
+
+
+def valid_keys() -> list[str]:
+    return sorted(Params().flat())
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def from_dict(raw: dict[str, Any], source: str = "params") -> Params:
+    """Build Params from a nested mapping; unknown sections or keys are errors naming ``source``."""
+    defaults = Params()
+    kwargs: dict[str, Any] = {}
+    for key, value in (raw or {}).items():
+        if key not in {f.name for f in dataclasses.fields(Params)}:
+            raise ConfigError(f"{source}: unknown key {key!r}. Valid keys: {', '.join(valid_keys())}")
+        current = getattr(defaults, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: section {key!r} must be a mapping, got {value!r}")
+            kwargs[key] = _build_section(current, value, f"{source}: {key}")
+        else:
+            kwargs[key] = _coerce(value, current, f"{source}: {key}")
+    return Params(**kwargs)
+
+
+def _build_section(default: Any, values: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in dataclasses.fields(default)}
+    for name in values:
+        if name not in names:
+            raise ConfigError(f"{where}: unknown key {name!r}. Valid keys: {', '.join(valid_keys())}")
+    coerced = {k: _coerce(v, getattr(default, k), f"{where}.{k}") for k, v in values.items()}
+    return dataclasses.replace(default, **coerced)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Parse ``--set`` strings and YAML scalars into the type of the default."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() in {"true", "1", "yes", "on"}:
+                    return True
+                if value.lower() in {"false", "0", "no", "off"}:
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind is str:
+            return "" if value is None else str(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}") from None
+
+
+def with_overrides(params: Params, overrides: dict[str, Any]) -> Params:
+    """Apply dotted-key overrides; an unknown key is an error listing the valid ones."""
+    nested = params.to_dict()
+    keys = set(valid_keys())
+    for dotted, value in overrides.items():
+        if dotted not in keys:
+            raise ConfigError(f"unknown parameter {dotted!r}. Valid keys: {', '.join(sorted(keys))}")
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return from_dict(nested, "overrides")
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``["a.b=1"]`` -> ``{"a.b": "1"}``, refusing items without ``=``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read ``params.yaml`` (defaults when the file is absent) and apply overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None and Path(path).exists():
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    params = from_dict(raw, str(path))
+    return with_overrides(params, overrides or {})
+
+
+def _validate(p: Params) -> None:
+    checks = [
+        (0 <= p.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
+        (0 <= p.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
+        (p.split.val_fraction + p.split.test_fraction < 1, "split fractions must leave data to train on"),
+        (p.preprocess.image_size >= 4, "preprocess.image_size must be at least 4"),
+        (p.train.max_epochs >= 1, "train.max_epochs must be at least 1"),
+        (p.train.patience >= 1, "train.patience must be at least 1"),
+        (p.train.batch_size >= 1, "train.batch_size must be at least 1"),
+        (p.train.learning_rate > 0, "train.learning_rate must be positive"),
+        (p.search.time_limit > 0, "search.time_limit must be positive (seconds)"),
+        (p.search.max_candidates >= 1, "search.max_candidates must be at least 1"),
+        (p.search.parallel >= 1, "search.parallel must be at least 1"),
+        (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
+        (p.final_fit.epochs >= 1, "final_fit.epochs must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+STRATEGIES = ("initial",)

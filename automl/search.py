@@ -1,0 +1,166 @@
+"""The one search loop, the on-disk record of candidates, and the callbacks that observe them.
+
+``run_search`` asks the searcher for a batch, hands it to ``train_batch`` (in-process for the Python
+API, Prefect mapped tasks in the flow), tells the results back and saves the searcher's state after
+each round. ``train_and_record`` is what trains one candidate in either case: it inherits the parent's
+weights from the store, trains, and writes the record, so every driver keeps the same files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from automl.config import TrainConfig
+from automl.fileio import atomic_path, read_json, write_json
+from automl.graph import Graph
+from automl.searcher import Candidate, Searcher
+from automl.trainer import EpochInfo, TensorData, train_candidate
+
+
+class SearchCallback(Protocol):
+    """Observers at the edge (console progress, MLflow); the searcher itself never logs."""
+
+    def on_candidate_start(self, candidate: Candidate) -> None: ...
+
+    def on_epoch(self, candidate: Candidate, info: EpochInfo) -> None: ...
+
+    def on_candidate_end(self, candidate: Candidate, record: dict[str, Any], weights_path: Path | None) -> None: ...
+
+
+class CandidateStore:
+    """``root/candidates/<id>/{graph.json, record.json, weights.pt}``, a readable ``search.log`` and
+    ``searcher.json``. Weights load with ``weights_only=True``: no pickle is executed."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        (self.root / "candidates").mkdir(parents=True, exist_ok=True)
+
+    def reset(self) -> None:
+        """Forget a previous search in this folder (only the files the store itself writes)."""
+        shutil.rmtree(self.root / "candidates", ignore_errors=True)
+        for name in ("search.log", "searcher.json"):
+            (self.root / name).unlink(missing_ok=True)
+        (self.root / "candidates").mkdir(parents=True)
+
+    def dir(self, candidate_id: int) -> Path:
+        return self.root / "candidates" / f"{candidate_id:04d}"
+
+    def weights_path(self, candidate_id: int) -> Path:
+        return self.dir(candidate_id) / "weights.pt"
+
+    def start(self, candidate: Candidate) -> None:
+        folder = self.dir(candidate.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "graph.json").write_text(candidate.graph.to_json())
+        write_json(folder / "record.json", self._record(candidate, {"status": "running"}))
+
+    def finish(self, candidate: Candidate, summary: dict[str, Any], state: dict[str, torch.Tensor] | None) -> dict:
+        if state is not None:
+            save_weights(state, self.weights_path(candidate.id))
+        record = self._record(candidate, summary)
+        write_json(self.dir(candidate.id) / "record.json", record)
+        self.log(_log_line(record))
+        return record
+
+    def _record(self, candidate: Candidate, summary: dict[str, Any]) -> dict[str, Any]:
+        return {"id": candidate.id, "parent_id": candidate.parent_id, "operation": candidate.operation,
+                "info": candidate.info, "architecture": candidate.graph.describe(),
+                "n_params": candidate.graph.param_count(), **summary}
+
+    def records(self) -> list[dict[str, Any]]:
+        paths = sorted((self.root / "candidates").glob("*/record.json"))
+        return [read_json(p) for p in paths]
+
+    def best(self) -> dict[str, Any] | None:
+        done = [r for r in self.records() if r["status"] == "complete" and r.get("val_accuracy") is not None]
+        return max(done, key=lambda r: (r["val_accuracy"], -r["id"])) if done else None
+
+    def graph(self, candidate_id: int) -> Graph:
+        return Graph.from_json((self.dir(candidate_id) / "graph.json").read_text())
+
+    def weights(self, candidate_id: int) -> dict[str, torch.Tensor]:
+        return load_weights(self.weights_path(candidate_id))
+
+    def log(self, line: str) -> None:
+        with (self.root / "search.log").open("a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def save_searcher(self, searcher: Searcher) -> None:
+        write_json(self.root / "searcher.json", searcher.to_state())
+
+
+def _log_line(r: dict[str, Any]) -> str:
+    origin = f"from #{r['parent_id']} by {r['operation']}" if r["parent_id"] else "initial network"
+    acc = f"val_accuracy={r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
+    error = f" error={r['error'].splitlines()[0]}" if r.get("error") else ""
+    return (f"candidate #{r['id']} {r['status']} {acc} epochs={r.get('epochs', 0)} "
+            f"params={r['n_params']} {origin} [{r['architecture']}]{error}")
+
+
+def save_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train_and_record(candidate: Candidate, store: CandidateStore, data: TensorData, config: TrainConfig, *,
+                     seed: int, deadline: float | None, callbacks: Sequence[SearchCallback] = ()) -> dict[str, Any]:
+    """Train one candidate from its parent's weights and write its record; returns the record."""
+    store.start(candidate)
+    for cb in callbacks:
+        cb.on_candidate_start(candidate)
+    parent_weights = store.weights(candidate.parent_id) if candidate.parent_id else None
+
+    def on_epoch(info: EpochInfo) -> None:
+        for cb in callbacks:
+            cb.on_epoch(candidate, info)
+
+    result = train_candidate(candidate.graph, parent_weights, data, config,
+                             seed=seed + candidate.id, deadline=deadline, on_epoch=on_epoch)
+    record = store.finish(candidate, result.summary(), result.state)
+    weights = store.weights_path(candidate.id) if result.state is not None else None
+    for cb in callbacks:
+        cb.on_candidate_end(candidate, record, weights)
+    return record
+
+
+BatchTrainer = Callable[[list[Candidate], float], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    best: dict[str, Any] | None
+    n_candidates: int
+    n_failed: int
+    seconds: float
+
+
+def run_search(searcher: Searcher, train_batch: BatchTrainer, store: CandidateStore, *, time_limit: float,
+               max_candidates: int, parallel: int = 1) -> SearchSummary:
+    """Ask, train, tell until the time budget, the candidate cap or the strategy runs out."""
+    start = time.time()
+    deadline = start + time_limit
+    asked = 0
+    store.log(f"search started: strategy={searcher.name} time_limit={time_limit:.0f}s max_candidates={max_candidates}")
+    while time.time() < deadline and asked < max_candidates:
+        candidates = searcher.ask(min(parallel, max_candidates - asked))
+        if not candidates:
+            break
+        asked += len(candidates)
+        for candidate, record in zip(candidates, train_batch(candidates, deadline)):
+            searcher.tell(candidate.id, record)
+        store.save_searcher(searcher)
+    records = store.records()
+    failed = sum(r["status"] == "failed" for r in records)
+    store.log(f"search ended: {len(records)} candidates, {failed} failed, {time.time() - start:.0f}s")
+    return SearchSummary(store.best(), len(records), failed, time.time() - start)

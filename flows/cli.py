@@ -1,0 +1,85 @@
+"""The ``automl`` command: ``run`` the pipeline flow, or run one DVC ``stage``.
+
+Errors that are the user's to fix (bad data, unknown params) print as one message, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from automl.config import load_params, parse_set
+from automl.errors import AutoMLError
+
+# Offline-friendly defaults: no telemetry, and room for the first start of Prefect's temporary server
+# (it creates its database then, which can take longer than Prefect's default wait).
+QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+             "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="automl", description="Neural architecture search for image "
+                                     "classification, as a tracked, reproducible pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the whole pipeline (Prefect flow) with params.yaml",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(run)
+    run.add_argument("--csv", help="labels CSV of your own data (first column file name, second label)")
+    run.add_argument("--images", help="folder of your own images (paths in the CSV are relative to it)")
+    run.add_argument("--quiet", action="store_true", help="print only the final summary")
+    stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    stage.add_argument("name", help="ingest | split | preprocess | search | final_fit | evaluate | export")
+    _common(stage)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="parameters file (defaults apply if it is absent)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter, e.g. --set search.time_limit=120 (repeatable)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    args = _parser().parse_args(argv)
+    try:
+        overrides = parse_set(args.overrides)
+        if getattr(args, "csv", None) or getattr(args, "images", None):
+            if not (args.csv and args.images):
+                raise AutoMLError("--csv and --images go together: the CSV names files inside the images folder.")
+            overrides.update({"data.csv": args.csv, "data.images": args.images, "data.source": ""})
+        params = load_params(args.params, overrides)
+        if args.command == "stage":
+            from tasks.stages import run_stage
+
+            print(json.dumps(run_stage(args.name, params), indent=1, default=str))
+            return 0
+        from flows.pipeline import run_pipeline
+        from tasks.data import check_user_data
+
+        check_user_data(params)
+        result = run_pipeline(params, quiet=args.quiet)
+    except AutoMLError as exc:
+        print(f"automl: error: {exc}", file=sys.stderr)
+        return 2
+    _summary(result)
+    return 0
+
+
+def _summary(result: dict) -> None:
+    metrics, exported = result["metrics"], result["export"]
+    print(f"\nTest accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_size']} images "
+          f"(best search val accuracy {metrics['search_best_val_accuracy']:.4f}, "
+          f"{metrics['n_candidates']} candidate(s))")
+    print(f"Exported: {Path(exported['torchscript']).parent}/ (TorchScript, ONNX, labels.json)")
+    print(f"MLflow model: {exported['model_uri']} (parent run {exported['run_id']})")
+    print("Browse runs: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Final fit, evaluation and export of the searched network."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from automl.builder import build_module
+from automl.config import Params
+from automl.export import export_model
+from automl.fileio import atomic_path, read_json, write_json
+from automl.graph import Graph
+from automl.progress import ConsoleProgress
+from automl.search import CandidateStore, load_weights, save_weights
+from automl.trainer import accuracy, predict_logits, train_candidate
+from tasks import tracking
+from tasks.data import load_preprocessor, load_split, load_tensors, work_dir
+from tasks.search import parent_run_of
+
+
+@task(name="final-fit", cache_policy=NO_CACHE)
+def final_fit(params: Params, quiet: bool = False) -> dict[str, Any]:
+    """Train the best architecture on train+val: from its searched weights, or from scratch when
+    ``final_fit.retrain``. Writes ``final/{graph.json,weights.pt,curves.csv}``."""
+    best = read_json(work_dir(params, "search", "best.json"))
+    store = CandidateStore(work_dir(params, "search"))
+    graph = store.graph(best["best_id"])
+    weights = None if params.final_fit.retrain else store.weights(best["best_id"])
+    data = load_tensors(params.paths.work, train=("train", "val"), val=None)
+    progress = None if quiet else ConsoleProgress(None).final_epoch
+    result = train_candidate(graph, weights, data, params.train, seed=params.seed,
+                             max_epochs=params.final_fit.epochs, on_epoch=progress)
+    if result.status != "complete":
+        raise RuntimeError(f"final fit failed: {result.error}")
+    out = work_dir(params, "final")
+    save_weights(result.state, out / "weights.pt")
+    (out / "graph.json").write_text(graph.to_json())
+    with atomic_path(out / "curves.csv") as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "train_loss"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(result.history)
+    run_id = parent_run_of(params)
+    for row in result.history:
+        tracking.log_metrics(params, run_id, {"final_fit_train_loss": row["train_loss"]}, step=row["epoch"])
+    return {"epochs": result.epochs, "train_seconds": result.train_seconds, "retrain": params.final_fit.retrain}
+
+
+def load_final(params: Params) -> torch.nn.Module:
+    folder = work_dir(params, "final")
+    module = build_module(Graph.from_json((folder / "graph.json").read_text()))
+    module.load_state_dict(load_weights(folder / "weights.pt"))
+    return module.eval()
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(params: Params) -> dict[str, Any]:
+    """Test accuracy (overall and per class) of the final model; written to ``metrics.json``."""
+    model = load_final(params)
+    x, y = load_split(params.paths.work, "test")
+    pred = predict_logits(model, x).argmax(1)
+    classes = load_preprocessor(params).classes
+    per_class = {str(c): float((pred[y == i] == i).float().mean()) for i, c in enumerate(classes) if (y == i).any()}
+    best = read_json(work_dir(params, "search", "best.json"))
+    metrics = {"test_accuracy": accuracy(model, x, y), "test_size": int(len(y)),
+               "search_best_val_accuracy": best["best_val_accuracy"], "n_candidates": best["n_candidates"],
+               "per_class_accuracy": per_class}
+    write_json(Path(params.paths.work, "metrics.json"), metrics)
+    tracking.log_metrics(params, parent_run_of(params), {"test_accuracy": metrics["test_accuracy"]})
+    return metrics
+
+
+@task(name="export", cache_policy=NO_CACHE)
+def export(params: Params) -> dict[str, Any]:
+    """TorchScript, ONNX and labels under ``paths.export``; the MLflow pyfunc model in the parent run."""
+    paths = export_model(load_final(params), load_preprocessor(params), params.paths.export)
+    run_id = parent_run_of(params)
+    model_uri = tracking.log_pyfunc_model(params, run_id, paths)
+    write_json(Path(params.paths.export, "mlflow_model.json"), {"model_uri": model_uri, "run_id": run_id})
+    tracking.finish_run(params, run_id)
+    return {"model_uri": model_uri, "run_id": run_id, **{k: str(v) for k, v in paths.items()}}

@@ -1,0 +1,37 @@
+"""MLflow "model from code": the exported TorchScript network behind ``mlflow.pyfunc``.
+
+Self-contained on purpose (numpy and torch only, no automl import): MLflow copies this file into the
+logged model, so ``mlflow.pyfunc.load_model`` works in any process that has torch.
+``predict`` takes raw images, one array (N, H, W[, C]) or a list of (H, W[, C]) arrays of any sizes,
+and returns their labels.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.pyfunc import PythonModel
+
+
+class TorchScriptImageModel(PythonModel):
+    def load_context(self, context) -> None:
+        self.module = torch.jit.load(context.artifacts["torchscript"], map_location="cpu").eval()
+        with open(context.artifacts["labels"]) as handle:
+            self.labels = json.load(handle)["labels"]
+
+    def predict(self, context, model_input, params=None):
+        images = list(model_input) if isinstance(model_input, (list, tuple, np.ndarray)) else [model_input]
+        probs = [self._probabilities(np.asarray(img)) for img in images]
+        return np.asarray([self.labels[int(p.argmax())] for p in probs])
+
+    def _probabilities(self, img: np.ndarray) -> np.ndarray:
+        arr = img[:, :, None] if img.ndim == 2 else img[:, :, :3]
+        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None]
+        with torch.no_grad():
+            return self.module(x)[0].numpy()
+
+
+mlflow.models.set_model(TorchScriptImageModel())

@@ -1,0 +1,82 @@
+"""The search step: the library's search loop, with each candidate trained by a Prefect task.
+
+``run_search_step`` takes the way to train a batch: Prefect mapped tasks in the flow, or in-process
+calls of the same task body (``train_candidate_task.fn``) under DVC and in tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from automl.config import Params
+from automl.fileio import read_json, write_json
+from automl.progress import ConsoleProgress
+from automl.search import BatchTrainer, CandidateStore, run_search, train_and_record
+from automl.searcher import Candidate, make_searcher
+from automl.trainer import TensorData
+from tasks import tracking
+from tasks.data import load_preprocessor, load_tensors, work_dir
+
+TRACKING_FILE = "tracking.json"
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_tensors(work: str, mtime: float) -> TensorData:
+    """Each worker decodes the preprocessed tensors once per run, not once per candidate."""
+    return load_tensors(work)
+
+
+@task(name="train-candidate", cache_policy=NO_CACHE)
+def train_candidate_task(candidate: dict[str, Any], params: Params, deadline: float, parent_run_id: str,
+                         quiet: bool = False) -> dict[str, Any]:
+    """Train one candidate (plain data in, record out): parent weights from the store, MLflow nested run."""
+    work = params.paths.work
+    data = _cached_tensors(work, Path(work, "preprocessed", "train.npz").stat().st_mtime)
+    store = CandidateStore(work_dir(params, "search"))
+    progress = ConsoleProgress(deadline)
+    best = store.best()
+    progress.best = best["val_accuracy"] if best else None
+    callbacks = [tracking.MlflowCandidateLogger(params, parent_run_id)] + ([] if quiet else [progress])
+    return train_and_record(Candidate.from_dict(candidate), store, data, params.train, seed=params.seed,
+                            deadline=deadline, callbacks=callbacks)
+
+
+def in_process_trainer(params: Params, parent_run_id: str, quiet: bool = False) -> BatchTrainer:
+    def train_batch(candidates: list[Candidate], deadline: float) -> list[dict[str, Any]]:
+        return [train_candidate_task.fn(c.to_dict(), params, deadline, parent_run_id, quiet) for c in candidates]
+    return train_batch
+
+
+def run_search_step(params: Params, parent_run_id: str | None = None,
+                    make_trainer: Callable[[Params, str], BatchTrainer] = in_process_trainer) -> dict[str, Any]:
+    """Search architectures within ``search.time_limit``; write the store and ``best.json``."""
+    parent_run_id = parent_run_id or tracking.start_parent_run(params)
+    root = work_dir(params, "search")
+    write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
+    pre = load_preprocessor(params)
+    shape = (pre.channels, pre.image_size, pre.image_size)
+    searcher = make_searcher(params.search.strategy, shape, len(pre.classes), params.seed)
+    store = CandidateStore(root)
+    store.reset()
+    start = time.time()
+    summary = run_search(searcher, make_trainer(params, parent_run_id), store, time_limit=params.search.time_limit,
+                         max_candidates=params.search.max_candidates, parallel=params.search.parallel)
+    if summary.best is None:
+        raise RuntimeError(f"every candidate failed; see {root / 'search.log'}")
+    result = {"best_id": summary.best["id"], "best_val_accuracy": summary.best["val_accuracy"],
+              "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,
+              "search_seconds": time.time() - start}
+    write_json(root / "best.json", result)
+    tracking.log_metrics(params, parent_run_id, {k: v for k, v in result.items() if k != "best_id"})
+    return result
+
+
+def parent_run_of(params: Params) -> str:
+    """The parent run the search step recorded (later DVC stages log into it)."""
+    return read_json(work_dir(params, "search", TRACKING_FILE))["parent_run_id"]

@@ -1,0 +1,116 @@
+"""MLflow at the edge: the parent run of a pipeline run, a nested run per candidate, the final model.
+
+Everything goes through an explicit ``MlflowClient`` and run ids, not the fluent API's active run,
+so mapped candidate tasks running in threads cannot log into each other's runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from automl.config import Params
+from automl.searcher import Candidate
+from automl.trainer import EpochInfo
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def tracking_uri(params: Params) -> str:
+    """The param, else ``$MLFLOW_TRACKING_URI``, else an SQLite file in the working directory."""
+    return params.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def client_for(params: Params) -> MlflowClient:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    return MlflowClient(tracking_uri=tracking_uri(params))
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name)
+
+
+def start_parent_run(params: Params, run_name: str = "pipeline") -> str:
+    """Create the pipeline's parent run with every param; return its id."""
+    client = client_for(params)
+    run = client.create_run(experiment_id(client, params.tracking.experiment), run_name=run_name,
+                            tags={"automl.kind": "pipeline"})
+    flat = params.flat()
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(flat.items())])
+    return run.info.run_id
+
+
+def finish_run(params: Params, run_id: str, status: str = "FINISHED") -> None:
+    client_for(params).set_terminated(run_id, status)
+
+
+def log_metrics(params: Params, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    client_for(params).log_batch(run_id, metrics=[Metric(k, float(v), 0, step) for k, v in metrics.items()])
+
+
+class MlflowCandidateLogger:
+    """A search callback: one nested run per candidate with its graph, metrics, weights and lineage."""
+
+    def __init__(self, params: Params, parent_run_id: str) -> None:
+        self.client = client_for(params)
+        self.experiment_id = self.client.get_run(parent_run_id).info.experiment_id
+        self.parent_run_id = parent_run_id
+        self.runs: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def on_candidate_start(self, candidate: Candidate) -> None:
+        tags = {PARENT_TAG: self.parent_run_id, "automl.kind": "candidate",
+                "automl.candidate_id": str(candidate.id),
+                "automl.parent_candidate": str(candidate.parent_id) if candidate.parent_id else "none",
+                "automl.operation": candidate.operation or "none"}
+        run = self.client.create_run(self.experiment_id, run_name=f"candidate-{candidate.id:04d}", tags=tags)
+        with self._lock:
+            self.runs[candidate.id] = run.info.run_id
+        info = {f"searcher.{k}": str(v) for k, v in candidate.info.items()}
+        self.client.log_batch(run.info.run_id, params=[
+            Param("n_params", str(candidate.graph.param_count())),
+            Param("architecture", candidate.graph.describe()[:500]),
+            *(Param(k, v[:500]) for k, v in info.items())])
+        self.client.log_text(run.info.run_id, candidate.graph.to_json(), "graph.json")
+
+    def on_epoch(self, candidate: Candidate, info: EpochInfo) -> None:
+        metrics = {"train_loss": info.train_loss, "epoch_seconds": info.seconds}
+        if info.val_accuracy is not None:
+            metrics["val_accuracy"] = info.val_accuracy
+        self.client.log_batch(self.runs[candidate.id],
+                              metrics=[Metric(k, float(v), 0, info.epoch) for k, v in metrics.items()])
+
+    def on_candidate_end(self, candidate: Candidate, record: dict[str, Any], weights_path: Path | None) -> None:
+        run_id = self.runs[candidate.id]
+        final = {"best_val_accuracy": record.get("val_accuracy"), "epochs": record.get("epochs"),
+                 "train_seconds": record.get("train_seconds")}
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in final.items() if v is not None],
+                              tags=[RunTag("automl.status", record["status"])])
+        if weights_path is not None:
+            self.client.log_artifact(run_id, str(weights_path))
+        if record.get("error"):
+            self.client.log_text(run_id, record["error"], "error.txt")
+        self.client.set_terminated(run_id, "FINISHED" if record["status"] == "complete" else "FAILED")
+
+
+def log_pyfunc_model(params: Params, run_id: str, export_paths: dict[str, Path]) -> str:
+    """Log the exported TorchScript model as an MLflow pyfunc whose ``predict`` takes raw images
+    (a batch of arrays as the user gives them) and returns labels. Returns the model URI."""
+    import mlflow
+    import numpy
+    import torch
+
+    mlflow.set_tracking_uri(tracking_uri(params))
+    code = Path(__file__).with_name("pyfunc_model.py")
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(code),
+            artifacts={"torchscript": str(export_paths["torchscript"]), "labels": str(export_paths["labels"])},
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={numpy.__version__}"])
+    return info.model_uri

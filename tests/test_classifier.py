@@ -1,0 +1,96 @@
+"""The Python API end to end, on real digits, and its exports checked in a process without automl."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from automl import ImageClassifier, NotFittedError
+from automl.data import stratified_split
+from automl.errors import ConfigError
+
+LOAD_EXPORTS = """
+import json, sys, numpy as np, torch, onnxruntime
+folder, images = sys.argv[1], np.load(sys.argv[2])
+x = torch.from_numpy(images.astype(np.float32))[:, None]  # (N, 1, H, W) raw pixels
+labels = json.load(open(folder + "/labels.json"))["labels"]
+ts = torch.jit.load(folder + "/model.torchscript.pt")(x).numpy()
+session = onnxruntime.InferenceSession(folder + "/model.onnx")
+ox = session.run(None, {"images": x.numpy()})[0]
+print(json.dumps({"torchscript": [labels[i] for i in ts.argmax(1)], "onnx": [labels[i] for i in ox.argmax(1)],
+                  "max_diff": float(np.abs(ts - ox).max()), "automl_imported": "automl" in sys.modules}))
+"""
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, digits):
+    x, y = digits
+    test_idx, train_idx = stratified_split(y, [0.25], seed=0)
+    clf = ImageClassifier(path=tmp_path_factory.mktemp("automodels"), verbose=True, seed=3)
+    clf.params = clf.params.replace(**{"preprocess.image_size": 16, "train.max_epochs": 3, "train.threads": 2})
+    start = time.time()
+    clf.fit(x[train_idx], y[train_idx], time_limit=60)
+    fit_seconds = time.time() - start
+    summary = clf.final_fit(x[train_idx], y[train_idx], x[test_idx], y[test_idx], retrain=False, epochs=2)
+    return clf, x[test_idx], y[test_idx], summary, fit_seconds
+
+
+def test_fit_keeps_candidates_and_a_readable_log(fitted):
+    clf = fitted[0]
+    record = json.loads((clf.path / "candidates" / "0001" / "record.json").read_text())
+    assert record["status"] == "complete" and 0 < record["val_accuracy"] <= 1
+    assert (clf.path / "candidates" / "0001" / "weights.pt").stat().st_size > 10_000
+    assert json.loads((clf.path / "candidates" / "0001" / "graph.json").read_text())["n_classes"] == 10
+    log = (clf.path / "search.log").read_text()
+    assert "candidate #1 complete" in log and "initial network" in log
+
+
+def test_final_fit_then_evaluate_predict_in_the_users_labels(fitted):
+    clf, x_test, y_test, summary, _ = fitted
+    acc = clf.evaluate(x_test, y_test)
+    assert summary["test_accuracy"] == pytest.approx(acc)
+    assert acc > 0.3  # 10 classes, 300 training images, a few epochs: well above chance
+    labels = clf.predict(x_test)
+    assert labels.dtype.kind == "U" and set(labels) <= set(y_test)
+    assert np.mean(labels == y_test) == pytest.approx(acc)
+    proba = clf.predict_proba(x_test[:5])
+    assert proba.shape == (5, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_predict_accepts_a_list_of_mixed_sizes_and_rgb(fitted):
+    clf, x_test = fitted[0], fitted[1]
+    rgb = np.repeat(x_test[0][:, :, None], 3, axis=2)
+    big = np.kron(x_test[1], np.ones((2, 2), np.uint8))  # 56x56
+    assert len(clf.predict([rgb, big, x_test[2]])) == 3
+
+
+def test_exports_load_without_automl_and_agree_with_predict(fitted, tmp_path):
+    clf, x_test = fitted[0], fitted[1]
+    clf.export(tmp_path / "exported")
+    np.save(tmp_path / "x.npy", x_test)
+    out = subprocess.run([sys.executable, "-c", LOAD_EXPORTS, str(tmp_path / "exported"), str(tmp_path / "x.npy")],
+                         capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = clf.predict(x_test).tolist()
+    assert got["torchscript"] == expected and got["onnx"] == expected
+    assert got["max_diff"] < 1e-4 and not got["automl_imported"]
+
+
+def test_load_brings_back_the_final_model(fitted):
+    clf, x_test = fitted[0], fitted[1]
+    again = ImageClassifier.load(clf.path)
+    np.testing.assert_allclose(again.predict_proba(x_test), clf.predict_proba(x_test), atol=1e-6)
+
+
+def test_fit_returns_within_its_time_limit(fitted):
+    assert fitted[4] < 60 + 15  # at most one epoch (here about 2 s) past the limit, plus preprocessing
+
+
+def test_misuse_says_what_to_do(tmp_path, digits):
+    with pytest.raises(NotFittedError, match="fit"):
+        ImageClassifier(path=tmp_path).predict(digits[0][:2])
+    with pytest.raises(ConfigError, match="time_limit must be positive"):
+        ImageClassifier(path=tmp_path).fit(*digits, time_limit=0)

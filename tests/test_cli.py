@@ -1,0 +1,30 @@
+"""The command line: help, parameter errors and data errors print a message, not a traceback."""
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def automl(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_commands_and_defaults():
+    out = automl("--help")
+    assert out.returncode == 0 and "run" in out.stdout and "stage" in out.stdout
+    run = automl("run", "--help")
+    assert "--set KEY=VALUE" in run.stdout and "params.yaml" in run.stdout and "--csv" in run.stdout
+
+
+def test_unknown_set_key_is_an_error_listing_valid_keys():
+    out = automl("run", "--set", "search.time_limt=5")
+    assert out.returncode == 2
+    assert "unknown parameter 'search.time_limt'" in out.stderr and "search.time_limit" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_user_csv_names_the_file_before_anything_starts(tmp_path):
+    out = automl("run", "--csv", str(tmp_path / "nope.csv"), "--images", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2 and f"{tmp_path / 'nope.csv'}: labels CSV not found" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "mlflow.db").exists()

@@ -1,0 +1,42 @@
+import pytest
+import yaml
+
+from automl.config import Params, load_params, parse_set, valid_keys
+from automl.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_params_yaml_lists_every_knob_with_the_library_defaults():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    in_file = {f"{section}.{key}" if isinstance(body, dict) else section
+               for section, body in raw.items() for key in (body if isinstance(body, dict) else [None])}
+    assert in_file == set(valid_keys())
+    assert load_params(REPO / "params.yaml") == Params()
+
+
+def test_overrides_are_typed_and_unknown_keys_list_the_valid_ones(tmp_path):
+    params = load_params(tmp_path / "absent.yaml", parse_set(["search.time_limit=120", "train.flip=true"]))
+    assert params.search.time_limit == 120.0 and params.train.flip is True
+    with pytest.raises(ConfigError, match="unknown parameter 'search.time_limt'.*search.time_limit"):
+        load_params(None, {"search.time_limt": "1"})
+    with pytest.raises(ConfigError, match="expected a int"):
+        Params().replace(**{"train.batch_size": "many"})
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("search.time_limit", "0", "time_limit must be positive"),
+    ("split.test_fraction", "0.95", "split"),
+    ("search.strategy", "magic", "strategy"),
+])
+def test_out_of_range_values_are_refused(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Params().replace(**{key: value})
+
+
+def test_bad_set_syntax_and_yaml_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_set(["search.time_limit"])
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [1, 2]\n")
+    with pytest.raises(ConfigError, match=f"{bad}.*train.*mapping"):
+        load_params(bad)

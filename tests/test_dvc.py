@@ -1,0 +1,57 @@
+"""``dvc repro`` runs the stages of dvc.yaml (the same task bodies as the flow); a second run is a no-op."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.stages import STAGES
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_dvc_yaml_has_one_stage_per_task_function():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(STAGES)
+    assert all(body["cmd"] == f"automl stage {name}" for name, body in stages.items())
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_pipeline_and_then_nothing(tmp_path):
+    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    for folder in ("automl", "tasks", "flows", ".dvc"):
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["preprocess"]["image_size"] = 12
+    params["train"].update(max_epochs=1, threads=2)
+    params["search"]["time_limit"] = 30
+    params["final_fit"]["epochs"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert sh("git", "init", "-q", cwd=tmp_path).returncode == 0
+
+    first = sh("dvc", "repro", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first.stdout
+    metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=tmp_path).stdout)
+    values = next(iter(metrics.values()))["data"]["artifacts/metrics.json"]["data"]
+    assert 0.2 < values["test_accuracy"] <= 1  # 5,000 real digits, one epoch at 12x12
+    assert len((tmp_path / "data/mnist5k/labels.csv").read_text().splitlines()) == 5001
+    assert (tmp_path / "exported/model.onnx").exists()
+    assert "curves.csv" in sh("dvc", "plots", "show", "--json", cwd=tmp_path).stdout
+
+    second = sh("dvc", "repro", cwd=tmp_path)
+    assert second.returncode == 0 and "Running stage" not in second.stdout
+    assert "up to date" in second.stdout

@@ -1,0 +1,81 @@
+"""The Prefect flow end to end under Prefect's test harness, and what it leaves in MLflow."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import run_pipeline
+
+PYFUNC_PREDICT = """
+import json, sys, numpy as np, mlflow
+model = mlflow.pyfunc.load_model(sys.argv[1])
+print(json.dumps([str(v) for v in model.predict(list(np.load(sys.argv[2])))]))
+"""
+
+
+@pytest.fixture(scope="module")
+def flow_run(prefect_harness, digits_on_disk, tmp_path_factory):
+    from automl.config import Params
+
+    tmp = tmp_path_factory.mktemp("flow")
+    csv_path, images = digits_on_disk
+    params = Params().replace(**{
+        "data.source": "", "data.csv": str(csv_path), "data.images": str(images),
+        "preprocess.image_size": 12, "train.max_epochs": 2, "train.threads": 2, "search.time_limit": 60,
+        "search.parallel": 2, "final_fit.epochs": 1, "paths.work": str(tmp / "artifacts"),
+        "paths.export": str(tmp / "exported"), "tracking.uri": f"sqlite:///{tmp / 'mlflow.db'}"})
+    result = run_pipeline(params, quiet=True)
+    return params, result, MlflowClient(params.tracking.uri)
+
+
+@pytest.mark.slow
+def test_flow_runs_every_stage_and_reports_test_accuracy(flow_run):
+    params, result, _ = flow_run
+    assert result["split"] == {"test": 80, "val": 40, "train": 280}
+    metrics = json.loads(open(params.paths.work + "/metrics.json").read())
+    assert metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
+    assert 0.15 < metrics["test_accuracy"] <= 1 and metrics["test_size"] == 80
+    assert result["search"]["n_candidates"] == 1 and result["search"]["n_failed"] == 0
+
+
+@pytest.mark.slow
+def test_mlflow_has_the_parent_run_and_a_nested_run_per_candidate(flow_run):
+    params, result, client = flow_run
+    parent = client.get_run(result["export"]["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["search.time_limit"] == "60.0" and parent.data.params["seed"] == "42"
+    assert parent.data.metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
+    experiment = parent.info.experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == result["search"]["n_candidates"] == 1
+    child = children[0]
+    assert child.data.tags["automl.parent_candidate"] == "none" and child.data.tags["automl.operation"] == "none"
+    assert int(child.data.params["n_params"]) > 10_000
+    losses = client.get_metric_history(child.info.run_id, "train_loss")
+    accs = client.get_metric_history(child.info.run_id, "val_accuracy")
+    assert [m.step for m in losses] == [1, 2] and len(accs) == 2
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"graph.json", "weights.pt"} <= artifacts
+    graph = json.loads(open(client.download_artifacts(child.info.run_id, "graph.json")).read())
+    assert graph["layers"][0]["type"] == "relu"
+
+
+@pytest.mark.slow
+def test_mlflow_model_predicts_raw_images_in_a_new_process(flow_run, digits, tmp_path):
+    params, result, _ = flow_run
+    images = digits[0][::40]  # one of each digit
+    np.save(tmp_path / "x.npy", images)
+    env = {"MLFLOW_TRACKING_URI": params.tracking.uri, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", PYFUNC_PREDICT, result["export"]["model_uri"], str(tmp_path / "x.npy")],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    labels = json.loads(out.stdout.strip().splitlines()[-1])
+    import torch
+    module = torch.jit.load(result["export"]["torchscript"])
+    probs = module(torch.from_numpy(images.astype(np.float32))[:, None])
+    expected = json.loads(open(result["export"]["labels"]).read())["labels"]
+    assert labels == [expected[i] for i in probs.argmax(1).tolist()]
