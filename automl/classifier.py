@@ -20,12 +20,12 @@ from automl.config import Params, from_dict
 from automl.data import ImageBatch, as_image_list, stratified_split
 from automl.errors import ConfigError, DataError, NotFittedError
 from automl.export import export_model
-from automl.fileio import read_json, write_json
+from automl.fileio import read_json, write_json, write_text
 from automl.graph import Graph
 from automl.preprocess import Preprocessor
 from automl.progress import ConsoleProgress
 from automl.search import CandidateStore, load_weights, run_search, save_weights, train_and_record
-from automl.searcher import make_searcher
+from automl.strategies import make_searcher
 from automl.trainer import TensorData, accuracy, predict_logits, train_candidate
 
 STATE_FILE = "classifier.json"
@@ -61,7 +61,8 @@ class ImageClassifier:
         self.preprocessor = Preprocessor.fit(pick(train_idx), labels[train_idx], self.params.preprocess.image_size)
         data = self._tensors(pick(train_idx), labels[train_idx], pick(val_idx), labels[val_idx])
         shape = tuple(data.x_train.shape[1:])
-        searcher = make_searcher(self.params.search.strategy, shape, len(self.preprocessor.classes), self.params.seed)
+        searcher = make_searcher(self.params.search.strategy, shape, len(self.preprocessor.classes), self.params.seed,
+                                 self.params.search, self.params.train.batch_size)
         store = CandidateStore(self.path)
         store.reset()
         callbacks = [ConsoleProgress(time.time() + limit)] if self.verbose else []
@@ -95,7 +96,7 @@ class ImageClassifier:
             raise RuntimeError(f"final fit failed: {result.error}")
         self._use(self.graph, result.state)
         save_weights(result.state, self.path / "final" / "weights.pt")
-        (self.path / "final" / "graph.json").write_text(self.graph.to_json())
+        write_text(self.path / "final" / "graph.json", self.graph.to_json())
         self._save_state(final=True)
         summary = result.summary()
         if x_test is not None and y_test is not None:

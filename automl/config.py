@@ -16,6 +16,8 @@ import yaml
 
 from automl.errors import ConfigError
 
+STRATEGIES = ("bayesian", "random", "initial")  # kept in step with automl.searcher.STRATEGY_CLASSES (tested)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -48,8 +50,8 @@ class PreprocessConfig:
 class TrainConfig:
     """How one candidate trains. ``flip`` is off by default: a mirrored digit is another symbol."""
 
-    max_epochs: int = 15
-    patience: int = 3
+    max_epochs: int = 6
+    patience: int = 2
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -61,12 +63,26 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """The architecture search: its strategy, budget in seconds and batch size per round."""
+    """The architecture search: strategy, budget in seconds, candidates per round, the acquisition
+    (UCB ``beta``; simulated annealing from ``t_init`` down to ``t_min`` by ``anneal_decay``, with
+    ``neighbours`` morphs per expansion), the edit-distance weight of skip connections, and the limits a
+    user sets without forking: depth (conv layers), width, operations (comma-separated; empty = all),
+    memory per candidate in MB (0 = a share of free GPU memory, or of RAM on CPU)."""
 
-    strategy: str = "initial"
-    time_limit: float = 600.0
-    max_candidates: int = 20
+    strategy: str = "bayesian"
+    time_limit: float = 300.0
+    max_candidates: int = 30
     parallel: int = 1
+    beta: float = 2.576
+    kernel_lambda: float = 1.0
+    t_init: float = 1.0
+    t_min: float = 0.01
+    anneal_decay: float = 0.85
+    neighbours: int = 8
+    max_depth: int = 12
+    max_width: int = 512
+    operations: str = ""
+    max_memory_mb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -237,10 +253,11 @@ def _validate(p: Params) -> None:
         (p.search.parallel >= 1, "search.parallel must be at least 1"),
         (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
         (p.final_fit.epochs >= 1, "final_fit.epochs must be at least 1"),
+        (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
+        (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
+        (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
 
-
-STRATEGIES = ("initial",)

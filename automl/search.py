@@ -8,8 +8,10 @@ weights from the store, trains, and writes the record, so every driver keeps the
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,10 @@ from typing import Any, Protocol
 import torch
 
 from automl.config import TrainConfig
-from automl.fileio import atomic_path, read_json, write_json
+from automl.fileio import atomic_path, read_json, write_json, write_text
 from automl.graph import Graph
+from automl.inherit import inherit_weights
+from automl.morph import apply_morph
 from automl.searcher import Candidate, Searcher
 from automl.trainer import EpochInfo, TensorData, train_candidate
 
@@ -58,7 +62,7 @@ class CandidateStore:
     def start(self, candidate: Candidate) -> None:
         folder = self.dir(candidate.id)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "graph.json").write_text(candidate.graph.to_json())
+        write_text(folder / "graph.json", candidate.graph.to_json())
         write_json(folder / "record.json", self._record(candidate, {"status": "running"}))
 
     def finish(self, candidate: Candidate, summary: dict[str, Any], state: dict[str, torch.Tensor] | None) -> dict:
@@ -104,6 +108,16 @@ def _log_line(r: dict[str, Any]) -> str:
             f"params={r['n_params']} {origin} [{r['architecture']}]{error}")
 
 
+def inherit_chain(parent: Graph, state: dict[str, torch.Tensor], child: Graph) -> dict[str, torch.Tensor]:
+    """Replay the morphs from ``parent`` to ``child`` (recorded in the child's history), carrying the
+    weights through each, so the child starts computing what its trained parent computed."""
+    graph = parent
+    for spec in child.history[len(parent.history):]:
+        graph = apply_morph(graph, spec)
+        state = inherit_weights(graph, state)
+    return state
+
+
 def save_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -113,18 +127,26 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+UNTIL_DEADLINE = 10**6  # epochs: only the deadline stops such a candidate
+
+
 def train_and_record(candidate: Candidate, store: CandidateStore, data: TensorData, config: TrainConfig, *,
                      seed: int, deadline: float | None, callbacks: Sequence[SearchCallback] = ()) -> dict[str, Any]:
     """Train one candidate from its parent's weights and write its record; returns the record."""
     store.start(candidate)
     for cb in callbacks:
         cb.on_candidate_start(candidate)
-    parent_weights = store.weights(candidate.parent_id) if candidate.parent_id else None
+    parent_weights = None
+    if candidate.parent_id:
+        parent_weights = inherit_chain(store.graph(candidate.parent_id), store.weights(candidate.parent_id),
+                                       candidate.graph)
 
     def on_epoch(info: EpochInfo) -> None:
         for cb in callbacks:
             cb.on_epoch(candidate, info)
 
+    if candidate.info.get("until_deadline") and deadline is not None:
+        config = dataclasses.replace(config, max_epochs=UNTIL_DEADLINE, patience=UNTIL_DEADLINE)
     result = train_candidate(candidate.graph, parent_weights, data, config,
                              seed=seed + candidate.id, deadline=deadline, on_epoch=on_epoch)
     record = store.finish(candidate, result.summary(), result.state)
@@ -147,19 +169,32 @@ class SearchSummary:
 
 def run_search(searcher: Searcher, train_batch: BatchTrainer, store: CandidateStore, *, time_limit: float,
                max_candidates: int, parallel: int = 1) -> SearchSummary:
-    """Ask, train, tell until the time budget, the candidate cap or the strategy runs out."""
+    """Ask, train, tell until the time budget, the candidate cap or the strategy runs out.
+
+    As in Auto-Keras, the next round's proposals are worked out in a background thread while the
+    current round trains (its candidates count as pending fantasies), so training never waits for the
+    GP; the searcher is only touched by one thread at a time (ask runs, then tell after both finish).
+    """
     start = time.time()
     deadline = start + time_limit
-    asked = 0
     store.log(f"search started: strategy={searcher.name} time_limit={time_limit:.0f}s max_candidates={max_candidates}")
-    while time.time() < deadline and asked < max_candidates:
-        candidates = searcher.ask(min(parallel, max_candidates - asked))
-        if not candidates:
-            break
-        asked += len(candidates)
-        for candidate, record in zip(candidates, train_batch(candidates, deadline)):
-            searcher.tell(candidate.id, record)
-        store.save_searcher(searcher)
+    asked = 0
+
+    def ask() -> list[Candidate]:
+        room = min(parallel, max_candidates - asked)
+        return searcher.ask(room) if room > 0 and time.time() < deadline else []
+
+    candidates = ask()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="searcher") as pool:
+        while candidates and time.time() < deadline:
+            asked += len(candidates)
+            upcoming = pool.submit(ask)
+            records = train_batch(candidates, deadline)
+            proposals = upcoming.result()
+            for candidate, record in zip(candidates, records):
+                searcher.tell(candidate.id, record)
+            store.save_searcher(searcher)
+            candidates = proposals or ask()  # empty ahead of time when nothing was trained yet
     records = store.records()
     failed = sum(r["status"] == "failed" for r in records)
     store.log(f"search ended: {len(records)} candidates, {failed} failed, {time.time() - start:.0f}s")

@@ -49,6 +49,7 @@ class EpochInfo:
 class TrainResult:
     status: str  # "complete" | "failed"
     val_accuracy: float | None = None
+    inherited_val_accuracy: float | None = None  # before training, with the weights it started from
     best_epoch: int = 0
     epochs: int = 0
     stopped: str = ""  # "patience" | "max_epochs" | "deadline" | "error"
@@ -142,6 +143,8 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     has_val = data.x_val is not None and len(data.x_val) > 0
     result = TrainResult(status="complete", stopped="max_epochs")
+    if weights and has_val:
+        result.inherited_val_accuracy = accuracy(model, data.x_val, data.y_val)
     best_acc, since_best = -1.0, 0
     for epoch in range(1, max_epochs + 1):
         epoch_start = time.time()

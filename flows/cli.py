@@ -17,7 +17,8 @@ from automl.errors import AutoMLError
 # Offline-friendly defaults: no telemetry, and room for the first start of Prefect's temporary server
 # (it creates its database then, which can take longer than Prefect's default wait).
 QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-             "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+             "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,7 +79,7 @@ def _summary(result: dict) -> None:
           f"{metrics['n_candidates']} candidate(s))")
     print(f"Exported: {Path(exported['torchscript']).parent}/ (TorchScript, ONNX, labels.json)")
     print(f"MLflow model: {exported['model_uri']} (parent run {exported['run_id']})")
-    print("Browse runs: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1")
+    print("Browse runs: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --workers 1")
 
 
 if __name__ == "__main__":

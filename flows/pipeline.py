@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -16,7 +16,7 @@ from tasks import data, model, tracking
 from tasks.search import run_search_step, train_candidate_task
 
 
-def mapped_trainer(quiet: bool) -> "callable":
+def mapped_trainer(quiet: bool) -> Callable[[Params, str], BatchTrainer]:
     """Train each round's candidates as mapped Prefect tasks on the flow's task runner."""
 
     def make(params: Params, parent_run_id: str) -> BatchTrainer:

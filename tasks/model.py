@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from automl.builder import build_module
 from automl.config import Params
 from automl.export import export_model
-from automl.fileio import atomic_path, read_json, write_json
+from automl.fileio import atomic_path, read_json, write_json, write_text
 from automl.graph import Graph
 from automl.progress import ConsoleProgress
 from automl.search import CandidateStore, load_weights, save_weights
@@ -39,7 +39,7 @@ def final_fit(params: Params, quiet: bool = False) -> dict[str, Any]:
         raise RuntimeError(f"final fit failed: {result.error}")
     out = work_dir(params, "final")
     save_weights(result.state, out / "weights.pt")
-    (out / "graph.json").write_text(graph.to_json())
+    write_text(out / "graph.json", graph.to_json())
     with atomic_path(out / "curves.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["epoch", "train_loss"], extrasaction="ignore")
         writer.writeheader()

@@ -18,7 +18,8 @@ from automl.config import Params
 from automl.fileio import read_json, write_json
 from automl.progress import ConsoleProgress
 from automl.search import BatchTrainer, CandidateStore, run_search, train_and_record
-from automl.searcher import Candidate, make_searcher
+from automl.searcher import Candidate
+from automl.strategies import make_searcher
 from automl.trainer import TensorData
 from tasks import tracking
 from tasks.data import load_preprocessor, load_tensors, work_dir
@@ -61,7 +62,8 @@ def run_search_step(params: Params, parent_run_id: str | None = None,
     write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
     pre = load_preprocessor(params)
     shape = (pre.channels, pre.image_size, pre.image_size)
-    searcher = make_searcher(params.search.strategy, shape, len(pre.classes), params.seed)
+    searcher = make_searcher(params.search.strategy, shape, len(pre.classes), params.seed, params.search,
+                             params.train.batch_size)
     store = CandidateStore(root)
     store.reset()
     start = time.time()

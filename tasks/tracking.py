@@ -72,11 +72,11 @@ class MlflowCandidateLogger:
         run = self.client.create_run(self.experiment_id, run_name=f"candidate-{candidate.id:04d}", tags=tags)
         with self._lock:
             self.runs[candidate.id] = run.info.run_id
-        info = {f"searcher.{k}": str(v) for k, v in candidate.info.items()}
-        self.client.log_batch(run.info.run_id, params=[
+        reasoning = [Metric(f"searcher.{k}", float(v), 0, 0) for k, v in candidate.info.items()
+                     if isinstance(v, (int, float))]  # UCB, GP mean and std, estimated memory
+        self.client.log_batch(run.info.run_id, metrics=reasoning, params=[
             Param("n_params", str(candidate.graph.param_count())),
-            Param("architecture", candidate.graph.describe()[:500]),
-            *(Param(k, v[:500]) for k, v in info.items())])
+            Param("architecture", candidate.graph.describe()[:500])])
         self.client.log_text(run.info.run_id, candidate.graph.to_json(), "graph.json")
 
     def on_epoch(self, candidate: Candidate, info: EpochInfo) -> None:
@@ -89,7 +89,8 @@ class MlflowCandidateLogger:
     def on_candidate_end(self, candidate: Candidate, record: dict[str, Any], weights_path: Path | None) -> None:
         run_id = self.runs[candidate.id]
         final = {"best_val_accuracy": record.get("val_accuracy"), "epochs": record.get("epochs"),
-                 "train_seconds": record.get("train_seconds")}
+                 "train_seconds": record.get("train_seconds"),
+                 "inherited_val_accuracy": record.get("inherited_val_accuracy")}
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in final.items() if v is not None],
                               tags=[RunTag("automl.status", record["status"])])
         if weights_path is not None:
