@@ -8,7 +8,7 @@ import random
 import pytest
 
 from automl.graph import Graph, initial_graph
-from automl.morph import (OPERATIONS, PRESERVING, MorphLimits, apply_morph, consumers, conv_count, logits_id,
+from automl.morph import (OPERATIONS, MorphLimits, apply_morph, consumers, conv_count, logits_id,
                           possible_morphs, random_morph)
 
 LIMITS = MorphLimits(max_depth=8, max_width=64)
