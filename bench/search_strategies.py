@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from automl import ImageClassifier, Params
+from automl.config import parse_set
 from automl.data import stratified_split
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,10 +44,11 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray, int]:
     raise ValueError(f"unknown dataset {name!r}")
 
 
-def run_one(x, y, size: int, strategy: str, seed: int, budget: float, final_epochs: int) -> dict:
+def run_one(x, y, size: int, strategy: str, seed: int, budget: float, final_epochs: int,
+            overrides: dict[str, str] | None = None) -> dict:
     test, train = stratified_split(y, [0.2], seed=0)
     params = Params().replace(**{"preprocess.image_size": size, "search.strategy": strategy, "seed": seed,
-                                 "search.max_candidates": 1000})
+                                 "search.max_candidates": 1000, **(overrides or {})})
     with tempfile.TemporaryDirectory() as tmp:
         clf = ImageClassifier(path=tmp, params=params)
         start = time.time()
@@ -100,8 +102,13 @@ def plot(summary: dict, budget: float, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _results_name(args: argparse.Namespace) -> str:
+    """One results file per set of overrides, so variants never overwrite the headline run."""
+    return "search_strategies" + "".join(f"_{o.replace('=', '-')}" for o in args.overrides)
+
+
 def _previous_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
-    path = RESULTS / "search_strategies.json"
+    path = RESULTS / f"{_results_name(args)}.json"
     if not path.exists():
         return {}
     saved = json.loads(path.read_text())
@@ -117,6 +124,8 @@ def main() -> None:
     parser.add_argument("--final-epochs", type=int, default=5)
     parser.add_argument("--datasets", default="mnist5k,digits8x8")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter for every run, e.g. --set train.max_epochs=15")
     parser.add_argument("--keep-others", action="store_true",
                         help="keep the saved runs of strategies not run now (same budget and seeds)")
     args = parser.parse_args()
@@ -129,7 +138,7 @@ def main() -> None:
         rows = [r for r in previous.get(dataset, []) if r["strategy"] not in chosen]
         for seed in range(args.seeds):
             for strategy in chosen:
-                row = run_one(x, y, size, strategy, seed, args.budget, args.final_epochs)
+                row = run_one(x, y, size, strategy, seed, args.budget, args.final_epochs, parse_set(args.overrides))
                 rows.append(row)
                 gap = max(row["inheritance_gaps"], default=0.0)
                 print(f"{dataset:10s} {strategy:9s} seed {seed}: test {row['test_accuracy']:.4f} "
@@ -145,10 +154,11 @@ def main() -> None:
     print(f"\nPreserving-morph children: {len(gaps)}, max |inherited - parent| val accuracy "
           f"{max(gaps, default=0.0):.4f} (target <= 0.005)")
     out = {"budget_s": args.budget, "seeds": args.seeds, "final_epochs": args.final_epochs, "summary": summary,
-           "runs": all_rows}
-    (RESULTS / "search_strategies.json").write_text(json.dumps(out, indent=1))
-    plot(summary, args.budget, RESULTS / "search_strategies.png")
-    print(f"wrote {RESULTS / 'search_strategies.json'} and .png")
+           "overrides": args.overrides, "runs": all_rows}
+    name = _results_name(args)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))
+    plot(summary, args.budget, RESULTS / f"{name}.png")
+    print(f"wrote {RESULTS / name}.json and .png")
 
 
 if __name__ == "__main__":
