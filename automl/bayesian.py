@@ -22,7 +22,6 @@ import numpy as np
 from automl.gp import GaussianProcess, ucb
 from automl.graph import Graph
 from automl.kernel import Descriptor, DistanceCache, describe
-from automl.morph import random_morph
 from automl.searcher import Candidate, Proposal, Searcher, operations_between
 
 
@@ -95,17 +94,8 @@ class BayesianSearcher(Searcher):
         return graph, root.id, operations_between(root.graph, graph), info
 
     def _neighbours(self, graph: Graph, seen: set[Descriptor]) -> list[Graph]:
-        out = []
-        for _ in range(self.config.neighbours):
-            child = random_morph(graph, self.rng, self.limits)
-            if child is None:
-                continue
-            key = describe(child)
-            if key in seen or self.memory_mb(child) > self.memory_limit_mb:
-                continue
-            seen.add(key)
-            out.append(child)
-        return out
+        children = (self.random_child(graph, seen) for _ in range(self.config.neighbours))
+        return [child for child in children if child is not None]
 
 
 class _Model:

@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from automl.errors import ConfigError
+from automl.morph import OPERATIONS
 
-STRATEGIES = ("bayesian", "random", "initial")  # kept in step with automl.searcher.STRATEGY_CLASSES (tested)
+STRATEGIES = ("bayesian", "random", "initial")  # kept in step with automl.strategies.STRATEGY_CLASSES (tested)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class SearchConfig:
     max_width: int = 512
     operations: str = ""
     max_memory_mb: float = 0.0
+
+    def allowed_operations(self) -> tuple[str, ...]:
+        return tuple(op.strip() for op in self.operations.split(",") if op.strip()) or OPERATIONS
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,8 @@ def _validate(p: Params) -> None:
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),
+        (set(p.search.allowed_operations()) <= set(OPERATIONS),
+         f"search.operations: use a comma-separated subset of {', '.join(OPERATIONS)}"),
     ]
     for ok, message in checks:
         if not ok:

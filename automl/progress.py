@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from automl.search import UNTIL_DEADLINE
 from automl.searcher import Candidate
 from automl.trainer import EpochInfo
 
@@ -44,7 +45,7 @@ class ConsoleProgress:
         self._update_best(info.val_accuracy)  # a candidate keeps its best epoch's weights
         acc = f"val_acc {info.val_accuracy:.4f}" if info.val_accuracy is not None else ""
         best = f"best {self.best:.4f}" if self.best is not None else ""
-        of = f"/{info.max_epochs}" if info.max_epochs < 10**6 else " (until the deadline)"
+        of = f"/{info.max_epochs}" if info.max_epochs < UNTIL_DEADLINE else " (until the deadline)"
         self._print(f"[search] candidate #{candidate.id} epoch {info.epoch}{of} "
                     f"loss {info.train_loss:.4f} {acc} {best} ({info.seconds:.1f}s)  {self._left()}")
 

@@ -19,7 +19,7 @@ from automl.config import SearchConfig
 from automl.graph import Graph, initial_graph
 from automl.kernel import Descriptor, describe
 from automl.memory import default_memory_limit_mb, estimate_memory_mb
-from automl.morph import OPERATIONS, MorphLimits, random_morph
+from automl.morph import MorphLimits, random_morph
 
 
 @dataclass
@@ -72,11 +72,7 @@ class Searcher(ABC):
         self.config = config or SearchConfig()
         self.batch_size = batch_size
         self.rng = random.Random(seed)
-        allowed = tuple(op.strip() for op in self.config.operations.split(",") if op.strip()) or OPERATIONS
-        unknown = sorted(set(allowed) - set(OPERATIONS))
-        if unknown:
-            raise ValueError(f"search.operations: unknown {unknown}; choose from {', '.join(OPERATIONS)}")
-        self.limits = MorphLimits(self.config.max_depth, self.config.max_width, allowed)
+        self.limits = MorphLimits(self.config.max_depth, self.config.max_width, self.config.allowed_operations())
         self.memory_limit_mb = self.config.max_memory_mb or default_memory_limit_mb()
         self.next_id = 1
         self.pending: dict[int, Candidate] = {}
@@ -129,8 +125,16 @@ class Searcher(ABC):
         graphs = [o.candidate.graph for o in self.observations] + [c.graph for c in self.pending.values()]
         return {describe(g) for g in graphs}
 
-    def admissible(self, graph: Graph, known: set[Descriptor]) -> bool:
-        return describe(graph) not in known and self.memory_mb(graph) <= self.memory_limit_mb
+    def random_child(self, graph: Graph, known: set[Descriptor]) -> Graph | None:
+        """One random morph of ``graph`` if it is new and fits in memory (then added to ``known``)."""
+        child = random_morph(graph, self.rng, self.limits)
+        if child is None or self.memory_mb(child) > self.memory_limit_mb:
+            return None
+        key = describe(child)
+        if key in known:
+            return None
+        known.add(key)
+        return child
 
     def _observed(self, candidate: Candidate, val_accuracy: float) -> None:
         """Hook for strategies that keep derived state (the Bayesian distance cache)."""
@@ -202,8 +206,7 @@ class RandomSearcher(Searcher):
             if len(out) == n or not parents:
                 break
             parent = self.rng.choice(parents).candidate
-            child = random_morph(parent.graph, self.rng, self.limits)
-            if child is not None and self.admissible(child, known):
-                known.add(describe(child))
+            child = self.random_child(parent.graph, known)
+            if child is not None:
                 out.append((child, parent.id, operations_between(parent.graph, child), {}))
         return out
