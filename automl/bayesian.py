@@ -110,13 +110,12 @@ class _Model:
         if f:
             cross = cache.to(self.fantasies)  # (f, n)
             D[n:, :n], D[:n, n:] = cross, cross.T
-            D[n:, n:] = [[cache.distance(a, b) for b in self.fantasies] for a in self.fantasies]
+            D[n:, n:] = cache.between(self.fantasies, self.fantasies)
         y = np.array(list(targets) + [v for _, v in fantasies], dtype=float)
         self.gp = GaussianProcess().fit(D, y)
 
     def predict(self, queries: list[Descriptor]):
         rows = self.cache.to(queries)
         if self.fantasies:
-            extra = np.array([[self.cache.distance(q, f) for f in self.fantasies] for q in queries])
-            rows = np.hstack([rows, extra])
+            rows = np.hstack([rows, self.cache.between(queries, self.fantasies)])
         return self.gp.predict(rows)

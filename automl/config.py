@@ -55,11 +55,14 @@ class TrainConfig:
     patience: int = 2
     batch_size: int = 128
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"  # cosine (to the end of the candidate's epochs or the deadline) | constant
     weight_decay: float = 1e-4
     augment: bool = True
     crop_padding: int = 2
     flip: bool = False
     threads: int = 0  # 0: one per CPU core
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling); CPU stays float32
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class FinalFitConfig:
     """``retrain`` re-initializes the best architecture; otherwise its searched weights keep training."""
 
     retrain: bool = False
-    epochs: int = 10
+    epochs: int = 20
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,9 @@ def _validate(p: Params) -> None:
         (p.split.val_fraction + p.split.test_fraction < 1, "split fractions must leave data to train on"),
         (p.preprocess.image_size >= 4, "preprocess.image_size must be at least 4"),
         (p.train.max_epochs >= 1, "train.max_epochs must be at least 1"),
+        (p.train.lr_schedule in ("cosine", "constant"), "train.lr_schedule must be cosine or constant"),
+        (p.train.device in ("auto", "cpu", "cuda") or p.train.device.startswith("cuda:"),
+         "train.device must be auto, cpu, cuda or cuda:N"),
         (p.train.patience >= 1, "train.patience must be at least 1"),
         (p.train.batch_size >= 1, "train.batch_size must be at least 1"),
         (p.train.learning_rate > 0, "train.learning_rate must be positive"),

@@ -3,6 +3,7 @@
 Shapes (n observed architectures, m query architectures):
     Descriptor.layers       list of (type, width, kernel, stride) for conv/dense layers in order
     Descriptor.skips        list of (from position, to position, kind) for add/concat merges
+    layers_distances(a, b)  (len(a), len(b)) layer edit distances, one DP vectorized over all pairs
     DistanceCache.matrix()  (n, n) pairwise edit distances of the observed architectures
     embed(D)                (n_or_m, n) rows: distances to the n observed (landmark) architectures
     rbf_on_embeddings       (m, n) kernel values
@@ -19,6 +20,7 @@ query points.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,25 +58,55 @@ def describe(graph: Graph) -> Descriptor:
     return Descriptor(tuple(layers), tuple(skips))
 
 
-def _relative(a: int, b: int) -> float:
-    return abs(a - b) / max(a, b, 1)
+_TYPES = {"conv": 0.0, "dense": 1.0}
 
 
-def layer_distance(a: LayerKey, b: LayerKey) -> float:
-    if a[0] != b[0]:
-        return 1.0
-    return (_relative(a[1], b[1]) + _relative(a[2], b[2]) + _relative(a[3], b[3])) / 3.0
+def _encode(sequences: list[tuple[LayerKey, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """(len(sequences), longest, 4) array of (type code, width, kernel, stride), padded with ones,
+    and the lengths (len(sequences),)."""
+    lengths = np.array([len(s) for s in sequences], dtype=int)
+    out = np.ones((len(sequences), int(lengths.max(initial=0)), 4))
+    for k, seq in enumerate(sequences):
+        if seq:
+            out[k, : len(seq)] = [(_TYPES.get(t, 2.0), w, ks, st) for t, w, ks, st in seq]
+    return out, lengths
+
+
+Encoded = tuple[np.ndarray, np.ndarray]
+
+
+def layers_distances(a: list[tuple[LayerKey, ...]], b: list[tuple[LayerKey, ...]] | Encoded) -> np.ndarray:
+    """(len(a), len(b)) edit distances between layer sequences: one dynamic program vectorized over
+    all pairs.
+
+    Insert or delete costs 1; substitution costs 1 for a type mismatch, else the mean relative
+    difference of width, kernel size and stride. A row of the table follows from the previous one in
+    closed form: row[j] = j + min over k <= j of (v[k] - k), a running minimum (``np.minimum.accumulate``),
+    so the only Python loop is over the layers of the longest sequence in ``a``. ``b`` may come
+    already encoded (``_encode``): the observed architectures are encoded once, not per query.
+    """
+    (ta, la), (tb, lb) = _encode(a), (b if isinstance(b, tuple) else _encode(b))
+    p, m, n = len(ta) * len(tb), ta.shape[1], tb.shape[1]
+    A = np.repeat(ta, len(tb), axis=0)[:, :, None, :]  # (P, m, 1, 4): pair k = (k // len(b), k % len(b))
+    B = np.tile(tb, (len(ta), 1, 1))[:, None, :, :]  # (P, 1, n, 4)
+    len_a, len_b = np.repeat(la, len(tb)), np.tile(lb, len(ta))
+    relative = np.abs(A[..., 1:] - B[..., 1:]) / np.maximum(np.maximum(A[..., 1:], B[..., 1:]), 1.0)
+    sub = np.where(A[..., 0] != B[..., 0], 1.0, relative.mean(-1))  # (P, m, n)
+    steps = np.arange(n + 1, dtype=float)
+    row = np.broadcast_to(steps, (p, n + 1)).copy()
+    out = row[np.arange(p), len_b].copy()  # pairs whose first sequence is empty
+    for i in range(1, m + 1):
+        v = np.empty_like(row)
+        v[:, 0] = i
+        v[:, 1:] = np.minimum(row[:, 1:] + 1, row[:, :-1] + sub[:, i - 1])
+        row = steps + np.minimum.accumulate(v - steps, axis=1)
+        done = len_a == i
+        out[done] = row[done, len_b[done]]
+    return out.reshape(len(ta), len(tb))
 
 
 def layers_distance(a: tuple[LayerKey, ...], b: tuple[LayerKey, ...]) -> float:
-    """Edit distance between two layer sequences (dynamic programming, O(len(a) * len(b)))."""
-    previous = [float(j) for j in range(len(b) + 1)]  # one row of the table at a time, plain floats
-    for i, layer_a in enumerate(a, start=1):
-        row = [float(i)]
-        for j, layer_b in enumerate(b, start=1):
-            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + layer_distance(layer_a, layer_b)))
-        previous = row
-    return previous[-1]
+    return float(layers_distances([a], [b])[0, 0])
 
 
 def skip_distance(a: SkipKey, b: SkipKey) -> float:
@@ -84,6 +116,7 @@ def skip_distance(a: SkipKey, b: SkipKey) -> float:
     return (abs(a[0] - b[0]) + abs(len_a - len_b)) / max(max(a[0], b[0]) + max(len_a, len_b), 1)
 
 
+@functools.lru_cache(maxsize=65536)  # a morph changes layers more often than skips: pairs repeat
 def skips_distance(a: tuple[SkipKey, ...], b: tuple[SkipKey, ...]) -> float:
     """Optimal matching of skip connections (Hungarian); each unmatched one costs 1."""
     if not a or not b:
@@ -93,8 +126,19 @@ def skips_distance(a: tuple[SkipKey, ...], b: tuple[SkipKey, ...]) -> float:
     return float(cost[rows, cols].sum()) + abs(len(a) - len(b))
 
 
+def edit_distances(queries: list[Descriptor], items: list[Descriptor], lam: float = 1.0,
+                   encoded: Encoded | None = None) -> np.ndarray:
+    """(len(queries), len(items)) edit distances, all pairs in one vectorized program; ``encoded``:
+    the items' layers already through ``_encode``."""
+    if not queries or not items:
+        return np.zeros((len(queries), len(items)))
+    layers = layers_distances([q.layers for q in queries], encoded or [o.layers for o in items])
+    skips = np.array([[skips_distance(q.skips, o.skips) for o in items] for q in queries])
+    return layers + lam * skips
+
+
 def edit_distance(a: Descriptor, b: Descriptor, lam: float = 1.0) -> float:
-    return layers_distance(a.layers, b.layers) + lam * skips_distance(a.skips, b.skips)
+    return float(edit_distances([a], [b], lam)[0, 0])
 
 
 class DistanceCache:
@@ -104,31 +148,28 @@ class DistanceCache:
         self.lam = lam
         self.items: list[Descriptor] = []
         self._matrix = np.zeros((0, 0))
-        self._memo: dict[tuple[Descriptor, Descriptor], float] = {}
-
-    def distance(self, a: Descriptor, b: Descriptor) -> float:
-        if a == b:
-            return 0.0
-        key = (a, b) if hash(a) <= hash(b) else (b, a)
-        if key not in self._memo:
-            self._memo[key] = edit_distance(a, b, self.lam)
-        return self._memo[key]
+        self._encoded: Encoded | None = None
 
     def add(self, item: Descriptor) -> None:
-        row = np.array([self.distance(item, other) for other in self.items])
         n = len(self.items)
         grown = np.zeros((n + 1, n + 1))
         grown[:n, :n] = self._matrix
-        grown[n, :n] = grown[:n, n] = row
+        grown[n, :n] = grown[:n, n] = self.to([item])[0]
         self._matrix = grown
         self.items.append(item)
+        self._encoded = None
 
     def matrix(self) -> np.ndarray:
         return self._matrix
 
     def to(self, queries: list[Descriptor]) -> np.ndarray:
         """(m, n) distances from each query to each observed architecture."""
-        return np.array([[self.distance(q, o) for o in self.items] for q in queries]).reshape(len(queries), -1)
+        if self._encoded is None:
+            self._encoded = _encode([o.layers for o in self.items])
+        return edit_distances(queries, self.items, self.lam, self._encoded)
+
+    def between(self, queries: list[Descriptor], others: list[Descriptor]) -> np.ndarray:
+        return edit_distances(queries, others, self.lam)
 
 
 def rbf_on_embeddings(rows_a: np.ndarray, rows_b: np.ndarray, length_scale: float) -> np.ndarray:

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from automl.graph import INPUT_ID, Graph, Layer
+from automl.graph import INPUT_ID, Graph, Layer, Shape
 
 Spec = dict[str, Any]
 OPERATIONS = ("deeper_conv", "deeper_dense", "wider_conv", "wider_dense", "skip_add", "skip_concat",
@@ -102,13 +102,15 @@ class Flow:
     consumers: dict[int, Channels]
 
 
-def channel_flow(graph: Graph, source: int, channels: Channels, first: set[int] | None = None) -> Flow | None:
+def channel_flow(graph: Graph, source: int, channels: Channels, first: set[int] | None = None,
+                 shapes: dict[int, Shape] | None = None) -> Flow | None:
     """Follow a change of ``source``'s output channels down to the next conv/dense layers.
 
     ``first`` limits which consumers of ``source`` see the change (None: all). Returns None where
     the change cannot be absorbed: an ``add`` whose inputs would disagree, or the final output.
+    ``shapes`` (``graph.shapes()``) may be passed by callers that follow many changes of one graph.
     """
-    shapes = graph.shapes()
+    shapes = shapes or graph.shapes()
     flow = Flow({}, {})
     for layer in graph.layers:
         ins = [(channels if first is None or layer.id in first else None) if i == source else flow.outputs.get(i)
@@ -138,9 +140,9 @@ def _concat_channels(ins: list[Channels | None], sizes: list[int]) -> Channels:
     return Channels(tuple(index), offset)
 
 
-def _flows(graph: Graph, layer: Layer) -> bool:
+def _flows(graph: Graph, layer: Layer, shapes: dict[int, Shape]) -> bool:
     """Whether ``layer``'s width can change: its channels must reach conv/dense layers cleanly."""
-    return layer.id != logits_id(graph) and channel_flow(graph, layer.id, Channels((0,), 1)) is not None
+    return layer.id != logits_id(graph) and channel_flow(graph, layer.id, Channels((0,), 1), None, shapes) is not None
 
 
 # --- candidates (targets only, no random parts) ----------------------------------------------
@@ -158,12 +160,13 @@ def _deeper_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[S
 
 def _resize_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[Spec]:
     kind = "conv" if op == "wider_conv" else "dense" if op == "wider_dense" else None
+    shapes = graph.shapes()
     for layer in graph.layers:
         if layer.type not in ((kind,) if kind else ("conv", "dense")):
             continue
         n = layer.params[width_key(layer)]
         width = min(2 * n, limits.max_width) if kind else max(n // 2, MIN_NARROW)
-        if (width > n if kind else width < n) and _flows(graph, layer):
+        if (width > n if kind else width < n) and _flows(graph, layer, shapes):
             yield {"op": op, "layer": layer.id, "width": width}
 
 
@@ -190,7 +193,7 @@ def _skip_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[Spe
         channels = shapes[b][0] + (shapes[a][0] if op == "skip_concat" else 0)
         if channels > limits.max_width:
             continue
-        if op == "skip_add" or channel_flow(graph, b, Channels((0, -1), 1)) is not None:  # extra channels fit
+        if op == "skip_add" or channel_flow(graph, b, Channels((0, -1), 1), None, shapes) is not None:  # extra channels fit
             yield {"op": op, "from": a, "to": b}
 
 
@@ -385,13 +388,12 @@ def apply_morph(graph: Graph, spec: Spec, rng: random.Random | None = None) -> G
 
 def random_morph(graph: Graph, rng: random.Random, limits: MorphLimits = MorphLimits(),
                  ops: tuple[str, ...] | list[str] | None = None) -> Graph | None:
-    """One random valid morph, or None. The operation is drawn first, then its target, so the many
-    (A, B) pairs of skip operations do not crowd out the others."""
-    allowed = [op for op in (ops or OPERATIONS) if op in limits.allowed]
-    by_op: dict[str, list[Spec]] = {}
-    for spec in possible_morphs(graph, MorphLimits(limits.max_depth, limits.max_width, tuple(allowed))):
-        by_op.setdefault(spec["op"], []).append(spec)
-    if not by_op:
-        return None
-    op = rng.choice(sorted(by_op, key=OPERATIONS.index))
-    return apply_morph(graph, rng.choice(by_op[op]), rng)
+    """One random valid morph, or None. The operation is drawn first (uniformly among those with a
+    valid target), then its target, so the many (A, B) pairs of skip operations do not crowd out the
+    others; only the drawn operation's targets are enumerated, which keeps the acquisition cheap."""
+    allowed = [op for op in OPERATIONS if op in limits.allowed and (ops is None or op in ops)]
+    for op in rng.sample(allowed, len(allowed)):
+        specs = list(CANDIDATES[op](graph, limits, op))
+        if specs:
+            return apply_morph(graph, rng.choice(specs), rng)
+    return None

@@ -9,6 +9,7 @@ weights from the store, trains, and writes the record, so every driver keeps the
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from automl.graph import Graph
 from automl.inherit import inherit_weights
 from automl.morph import apply_morph
 from automl.searcher import Candidate, Searcher
+from automl.timing import Stopwatch
 from automl.trainer import EpochInfo, TensorData, train_candidate
 
 
@@ -36,6 +38,13 @@ class SearchCallback(Protocol):
     def on_epoch(self, candidate: Candidate, info: EpochInfo) -> None: ...
 
     def on_candidate_end(self, candidate: Candidate, record: dict[str, Any], weights_path: Path | None) -> None: ...
+
+
+def rank(record: dict[str, Any]) -> tuple[float, float, int]:
+    """Best first: validation accuracy, then lower validation loss (a validation set of a few hundred
+    images ties often on accuracy), then the earlier candidate."""
+    loss = record.get("val_loss")
+    return record["val_accuracy"], -(loss if loss is not None else math.inf), -record["id"]
 
 
 class CandidateStore:
@@ -84,7 +93,7 @@ class CandidateStore:
 
     def best(self) -> dict[str, Any] | None:
         done = [r for r in self.records() if r["status"] == "complete" and r.get("val_accuracy") is not None]
-        return max(done, key=lambda r: (r["val_accuracy"], -r["id"])) if done else None
+        return max(done, key=rank) if done else None
 
     def graph(self, candidate_id: int) -> Graph:
         return Graph.from_json((self.dir(candidate_id) / "graph.json").read_text())
@@ -132,27 +141,41 @@ UNTIL_DEADLINE = 10**6  # epochs: only the deadline stops such a candidate
 
 def train_and_record(candidate: Candidate, store: CandidateStore, data: TensorData, config: TrainConfig, *,
                      seed: int, deadline: float | None, callbacks: Sequence[SearchCallback] = ()) -> dict[str, Any]:
-    """Train one candidate from its parent's weights and write its record; returns the record."""
-    store.start(candidate)
-    for cb in callbacks:
-        cb.on_candidate_start(candidate)
+    """Train one candidate from its parent's weights and write its record; returns the record.
+
+    The record's ``timing`` splits the call's wall time: ``epochs`` (training and validation),
+    ``inherit`` (parent weights through the morphs), ``callbacks`` (tracking, progress), ``store``
+    (graph, weights and record files), so a benchmark can tell training from overhead."""
+    clock, start = Stopwatch(), time.perf_counter()
+    with clock("store"):
+        store.start(candidate)
+    with clock("callbacks"):
+        for cb in callbacks:
+            cb.on_candidate_start(candidate)
     parent_weights = None
     if candidate.parent_id:
-        parent_weights = inherit_chain(store.graph(candidate.parent_id), store.weights(candidate.parent_id),
-                                       candidate.graph)
+        with clock("inherit"):
+            parent_weights = inherit_chain(store.graph(candidate.parent_id), store.weights(candidate.parent_id),
+                                           candidate.graph)
 
     def on_epoch(info: EpochInfo) -> None:
-        for cb in callbacks:
-            cb.on_epoch(candidate, info)
+        with clock("callbacks"):
+            for cb in callbacks:
+                cb.on_epoch(candidate, info)
 
     if candidate.info.get("until_deadline") and deadline is not None:
         config = dataclasses.replace(config, max_epochs=UNTIL_DEADLINE, patience=UNTIL_DEADLINE)
     result = train_candidate(candidate.graph, parent_weights, data, config,
-                             seed=seed + candidate.id, deadline=deadline, on_epoch=on_epoch)
-    record = store.finish(candidate, result.summary(), result.state)
+                             seed=seed + candidate.id, deadline=deadline, on_epoch=on_epoch, slot=candidate.id)
+    clock.totals["epochs"] = sum(h["seconds"] for h in result.history)
+    with clock("store"):
+        record = store.finish(candidate, result.summary(), result.state)
     weights = store.weights_path(candidate.id) if result.state is not None else None
-    for cb in callbacks:
-        cb.on_candidate_end(candidate, record, weights)
+    with clock("callbacks"):
+        for cb in callbacks:
+            cb.on_candidate_end(candidate, record, weights)
+    record["timing"] = dict(clock.rounded(), wall=round(time.perf_counter() - start, 4))
+    write_json(store.dir(candidate.id) / "record.json", record)
     return record
 
 
@@ -165,6 +188,8 @@ class SearchSummary:
     n_candidates: int
     n_failed: int
     seconds: float
+    timing: dict[str, float]  # train_batch: in the trainer; searcher_wait: training waited for proposals;
+    # searcher_ask: all proposing, mostly in the background; tell: telling and saving the searcher state
 
 
 def run_search(searcher: Searcher, train_batch: BatchTrainer, store: CandidateStore, *, time_limit: float,
@@ -178,24 +203,32 @@ def run_search(searcher: Searcher, train_batch: BatchTrainer, store: CandidateSt
     start = time.time()
     deadline = start + time_limit
     store.log(f"search started: strategy={searcher.name} time_limit={time_limit:.0f}s max_candidates={max_candidates}")
-    asked = 0
+    asked, clock = 0, Stopwatch()
 
     def ask() -> list[Candidate]:
         room = min(parallel, max_candidates - asked)
-        return searcher.ask(room) if room > 0 and time.time() < deadline else []
+        with clock("searcher_ask"):
+            return searcher.ask(room) if room > 0 and time.time() < deadline else []
 
-    candidates = ask()
+    with clock("searcher_wait"):
+        candidates = ask()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="searcher") as pool:
         while candidates and time.time() < deadline:
             asked += len(candidates)
             upcoming = pool.submit(ask)
-            records = train_batch(candidates, deadline)
-            proposals = upcoming.result()
-            for candidate, record in zip(candidates, records):
-                searcher.tell(candidate.id, record)
-            store.save_searcher(searcher)
-            candidates = proposals or ask()  # empty ahead of time when nothing was trained yet
+            with clock("train_batch"):
+                records = train_batch(candidates, deadline)
+            with clock("searcher_wait"):
+                proposals = upcoming.result()
+            with clock("tell"):
+                for candidate, record in zip(candidates, records):
+                    searcher.tell(candidate.id, record)
+                store.save_searcher(searcher)
+            if not proposals:
+                with clock("searcher_wait"):
+                    proposals = ask()  # empty ahead of time when nothing was trained yet
+            candidates = proposals
     records = store.records()
     failed = sum(r["status"] == "failed" for r in records)
     store.log(f"search ended: {len(records)} candidates, {failed} failed, {time.time() - start:.0f}s")
-    return SearchSummary(store.best(), len(records), failed, time.time() - start)
+    return SearchSummary(store.best(), len(records), failed, time.time() - start, clock.rounded())

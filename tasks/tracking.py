@@ -81,14 +81,15 @@ class MlflowCandidateLogger:
 
     def on_epoch(self, candidate: Candidate, info: EpochInfo) -> None:
         metrics = {"train_loss": info.train_loss, "epoch_seconds": info.seconds}
-        if info.val_accuracy is not None:
-            metrics["val_accuracy"] = info.val_accuracy
+        if info.val_accuracy is not None and info.val_loss is not None:
+            metrics["val_accuracy"], metrics["val_loss"] = info.val_accuracy, info.val_loss
         self.client.log_batch(self.runs[candidate.id],
                               metrics=[Metric(k, float(v), 0, info.epoch) for k, v in metrics.items()])
 
     def on_candidate_end(self, candidate: Candidate, record: dict[str, Any], weights_path: Path | None) -> None:
         run_id = self.runs[candidate.id]
-        final = {"best_val_accuracy": record.get("val_accuracy"), "epochs": record.get("epochs"),
+        final = {"best_val_accuracy": record.get("val_accuracy"), "best_val_loss": record.get("val_loss"),
+                 "epochs": record.get("epochs"),
                  "train_seconds": record.get("train_seconds"),
                  "inherited_val_accuracy": record.get("inherited_val_accuracy")}
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in final.items() if v is not None],

@@ -27,6 +27,7 @@ def test_overrides_are_typed_and_unknown_keys_list_the_valid_ones(tmp_path):
     ("search.time_limit", "0", "time_limit must be positive"),
     ("split.test_fraction", "0.95", "split"),
     ("search.strategy", "magic", "strategy"),
+    ("train.lr_schedule", "step", "lr_schedule"),
     ("search.operations", "wider_conv,teleport", "search.operations"),
 ])
 def test_out_of_range_values_are_refused(key, value, message):

@@ -40,6 +40,7 @@ def test_flow_runs_every_stage_and_reports_test_accuracy(flow_run):
     assert metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
     assert 0.15 < metrics["test_accuracy"] <= 1 and metrics["test_size"] == 80
     assert result["search"]["n_candidates"] >= 3 and result["search"]["n_failed"] == 0
+    assert result["timing"]["data_seconds"] > 0 and result["search"]["timing"]["train_batch"] > 0
 
 
 @pytest.mark.slow

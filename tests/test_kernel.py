@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from automl.graph import Graph, Layer, initial_graph
-from automl.kernel import DistanceCache, describe, edit_distance, layers_distance, rbf_on_embeddings, skips_distance
+from automl.kernel import (
+    DistanceCache,
+    describe,
+    edit_distance,
+    layers_distance,
+    layers_distances,
+    rbf_on_embeddings,
+    skips_distance,
+)
 
 
 def variants() -> list[Graph]:
@@ -45,6 +53,28 @@ def test_layer_edit_distance_counts_edits_and_relative_width():
     assert layers_distance((conv(32),), (conv(64),)) == pytest.approx(0.5 / 3)
     assert layers_distance((conv(32),), (("dense", 32, 1, 1),)) == 1
     assert skips_distance(((1, 2, "add"),), ()) == 1 and skips_distance(((1, 2, "add"),), ((1, 2, "concat"),)) == 1
+
+
+def naive_edit_distance(a, b) -> float:
+    """The textbook full-table dynamic program, as a reference for the vectorized one."""
+    def sub(x, y):
+        if x[0] != y[0]:
+            return 1.0
+        return sum(abs(p - q) / max(p, q, 1) for p, q in zip(x[1:], y[1:])) / 3
+    table = [[float(i + j) if i == 0 or j == 0 else 0.0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + sub(a[i - 1], b[j - 1]))
+    return table[-1][-1]
+
+
+def test_vectorized_edit_distance_matches_the_textbook_program_on_random_sequences():
+    rng = random.Random(1)
+    def sequence():
+        return tuple((rng.choice(["conv", "dense"]), rng.choice([8, 16, 64]), rng.choice([1, 3, 5]), rng.choice([1, 2]))
+                     for _ in range(rng.randint(0, 7)))
+    a, b = [sequence() for _ in range(40)], [sequence() for _ in range(30)]
+    np.testing.assert_allclose(layers_distances(a, b), [[naive_edit_distance(x, y) for y in b] for x in a])
 
 
 def test_cache_grows_incrementally_and_matches_direct_distances():

@@ -27,6 +27,17 @@ def fake_trainer(store, seconds=0.0, fail_ids=()):
     return train_batch, threads
 
 
+def test_best_breaks_ties_of_accuracy_by_validation_loss(tmp_path):
+    store = CandidateStore(tmp_path)
+    searcher = make_searcher("random", (1, 12, 12), 3, config=FAST)
+    (seed,) = searcher.ask(1)
+    searcher.tell(seed.id, {"status": "complete", "val_accuracy": 0.95})
+    for c, loss in zip([seed, *searcher.ask(3)], [0.5, 0.4, 0.2, 0.3]):
+        store.start(c)
+        store.finish(c, {"status": "complete", "val_accuracy": 0.95, "val_loss": loss}, None)
+    assert store.best()["val_loss"] == 0.2
+
+
 def test_stops_at_the_candidate_cap_and_records_failures(tmp_path):
     store = CandidateStore(tmp_path)
     searcher = make_searcher("random", (1, 12, 12), 3, config=FAST)

@@ -5,8 +5,11 @@ import pytest
 import torch
 
 from automl.config import TrainConfig
+from automl.device import place
 from automl.graph import initial_graph
-from automl.trainer import TensorData, augment, train_candidate
+from automl.search import CandidateStore, train_and_record
+from automl.strategies import make_searcher
+from automl.trainer import MIN_LR_FRACTION, LRSchedule, TensorData, augment, train_candidate
 
 
 def bars(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +62,49 @@ def test_a_diverging_candidate_is_a_failed_result_not_an_exception(bar_data):
     result = train_candidate(initial_graph((1, 10, 10), 2), None, bar_data,
                              TrainConfig(max_epochs=3, learning_rate=1e30, threads=2))
     assert result.status == "failed" and "loss became" in result.error
+
+
+def test_learning_rate_anneals_to_whichever_end_comes_first():
+    cfg = TrainConfig(learning_rate=0.1)
+    by_epochs = LRSchedule(cfg, max_epochs=4, deadline=time.time() + 3600)
+    assert by_epochs.at(0) == pytest.approx(0.1, rel=1e-3)
+    assert by_epochs.at(2) == pytest.approx(0.1 * (1 + MIN_LR_FRACTION) / 2, rel=1e-3)
+    assert by_epochs.at(4) == pytest.approx(0.1 * MIN_LR_FRACTION)
+    by_deadline = LRSchedule(cfg, max_epochs=10**6, deadline=time.time() + 0.2)
+    time.sleep(0.25)
+    assert by_deadline.at(1) == pytest.approx(0.1 * MIN_LR_FRACTION)
+    constant = LRSchedule(TrainConfig(learning_rate=0.1, lr_schedule="constant"), max_epochs=4, deadline=None)
+    assert constant.at(0) == constant.at(4) == 0.1
+
+
+def test_validation_loss_is_recorded_for_the_best_epoch(bar_data):
+    result = train_candidate(initial_graph((1, 10, 10), 2, width=8), None, bar_data,
+                             TrainConfig(max_epochs=2, batch_size=32, threads=1))
+    best = result.history[result.best_epoch - 1]
+    assert result.val_loss == best["val_loss"] > 0
+
+
+def test_a_recorded_candidate_says_where_its_time_went(bar_data, tmp_path):
+    store = CandidateStore(tmp_path)
+    searcher = make_searcher("random", (1, 10, 10), 2)
+    (seed,) = searcher.ask(1)
+    record = train_and_record(seed, store, bar_data, TrainConfig(max_epochs=2, batch_size=32, threads=1), seed=0,
+                              deadline=None)
+    timing = record["timing"]
+    assert timing["epochs"] == pytest.approx(sum(h["seconds"] for h in record["history"]), abs=1e-3)
+    assert 0 < timing["epochs"] < timing["wall"] and timing["store"] > 0
+    assert timing["wall"] >= sum(v for k, v in timing.items() if k != "wall") - 1e-3
+
+
+def test_cpu_placement_and_a_clear_error_when_cuda_is_asked_for_but_absent():
+    assert place("cpu").device.type == "cpu" and place("cpu").amp_dtype is None
+    if not torch.cuda.is_available():
+        assert place("auto").device.type == "cpu"
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            place("cuda")
+        result = train_candidate(initial_graph((1, 10, 10), 2), None, TensorData(*bars(8, 0)),
+                                 TrainConfig(max_epochs=1, device="cuda"))
+        assert result.status == "failed" and "train.device" in result.error
 
 
 def test_augment_shifts_within_padding_and_flips():

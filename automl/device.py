@@ -1,0 +1,67 @@
+"""Where and how a candidate trains: the device, mixed precision and memory layout.
+
+On CUDA: bf16 autocast where the GPU supports it (fp16 with loss scaling otherwise), channels_last
+tensors for the convolutions, the data copied to the device once per candidate from pinned memory
+(non-blocking), and with several GPUs one candidate per GPU (``slot`` picks it: parallel candidates
+have consecutive ids). On CPU everything stays float32 and contiguous: autocast there is slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+DATA_FRACTION = 0.25  # of free GPU memory the training data may take; beyond it batches are copied
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: float32
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling, needed for fp16 only (bf16 has float32's range)."""
+        return torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def model(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module.to(self.device, memory_format=torch.channels_last) if self.cuda else module
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cuda:
+            return x
+        if x.device != self.device:
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def dataset(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole training set on the device when it fits in a share of free memory (one copy per
+        candidate instead of one per batch); otherwise unchanged, and batches are copied as they go."""
+        if not self.cuda:
+            return x, y
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if x.element_size() * x.numel() > DATA_FRACTION * free:
+            return x, y.to(self.device)
+        return (x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True))
+
+
+def place(device: str = "auto", amp: bool = True, slot: int = 0) -> Placement:
+    """``device``: auto (CUDA when available), cpu, cuda or cuda:N; ``slot`` spreads candidates over GPUs."""
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return Placement(torch.device("cpu"), None)
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {device!r} but CUDA is not available on this machine")
+    chosen = torch.device(device if ":" in device else f"cuda:{slot % torch.cuda.device_count()}")
+    if not amp:
+        return Placement(chosen, None)
+    return Placement(chosen, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
