@@ -75,19 +75,24 @@ def _encode(sequences: list[tuple[LayerKey, ...]]) -> tuple[np.ndarray, np.ndarr
 Encoded = tuple[np.ndarray, np.ndarray]
 
 
-def layers_distances(a: list[tuple[LayerKey, ...]], b: list[tuple[LayerKey, ...]] | Encoded) -> np.ndarray:
+def layers_distances(a: list[tuple[LayerKey, ...]], b: list[tuple[LayerKey, ...]]) -> np.ndarray:
+    """(len(a), len(b)) edit distances between layer sequences (see ``_encoded_distances``)."""
+    return _encoded_distances(_encode(a), _encode(b))
+
+
+def _encoded_distances(a: Encoded, b: Encoded) -> np.ndarray:
     """(len(a), len(b)) edit distances between layer sequences: one dynamic program vectorized over
     all pairs.
 
     Insert or delete costs 1; substitution costs 1 for a type mismatch, else the mean relative
     difference of width, kernel size and stride. A row of the table follows from the previous one in
     closed form: row[j] = j + min over k <= j of (v[k] - k), a running minimum (``np.minimum.accumulate``),
-    so the only Python loop is over the layers of the longest sequence in ``a``. ``b`` may come
-    already encoded (``_encode``): the observed architectures are encoded once, not per query.
+    so the only Python loop is over the layers of the longest sequence in ``a``. Both sides come
+    encoded (``_encode``), so the observed architectures are encoded once, not per query.
     """
-    (ta, la), (tb, lb) = _encode(a), (b if isinstance(b, tuple) else _encode(b))
+    (ta, la), (tb, lb) = a, b
     p, m, n = len(ta) * len(tb), ta.shape[1], tb.shape[1]
-    A = np.repeat(ta, len(tb), axis=0)[:, :, None, :]  # (P, m, 1, 4): pair k = (k // len(b), k % len(b))
+    A = np.repeat(ta, len(tb), axis=0)[:, :, None, :]  # (P, m, 1, 4): pair k = (k // len(tb), k % len(tb))
     B = np.tile(tb, (len(ta), 1, 1))[:, None, :, :]  # (P, 1, n, 4)
     len_a, len_b = np.repeat(la, len(tb)), np.tile(lb, len(ta))
     relative = np.abs(A[..., 1:] - B[..., 1:]) / np.maximum(np.maximum(A[..., 1:], B[..., 1:]), 1.0)
@@ -132,7 +137,7 @@ def edit_distances(queries: list[Descriptor], items: list[Descriptor], lam: floa
     the items' layers already through ``_encode``."""
     if not queries or not items:
         return np.zeros((len(queries), len(items)))
-    layers = layers_distances([q.layers for q in queries], encoded or [o.layers for o in items])
+    layers = _encoded_distances(_encode([q.layers for q in queries]), encoded or _encode([o.layers for o in items]))
     skips = np.array([[skips_distance(q.skips, o.skips) for o in items] for q in queries])
     return layers + lam * skips
 
