@@ -2,8 +2,9 @@
 
 It runs in-process with no Prefect server; the pipeline flow drives the same pieces (searcher, search
 loop, ``train_and_record``) through Prefect tasks. ``path`` keeps every trained candidate (graph JSON
-and weights), a readable ``search.log`` and the classifier's own state, so ``ImageClassifier.load(path)``
-brings a fitted classifier back.
+and weights), a readable ``search.log``, the searcher's state and the classifier's own state, so
+``ImageClassifier.load(path)`` brings a fitted classifier back and ``resume=True`` (as in Auto-Keras)
+continues a search that was interrupted.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from automl.fileio import read_json, write_json, write_text
 from automl.graph import Graph
 from automl.preprocess import Preprocessor
 from automl.progress import ConsoleProgress
-from automl.search import CandidateStore, load_weights, run_search, save_weights, train_and_record
+from automl.search import require_best, run_search, search_identity, start_search, train_and_record
+from automl.store import CandidateStore, load_weights, save_weights
 from automl.strategies import make_searcher
 from automl.trainer import TensorData, accuracy, predict_logits, train_candidate
 
@@ -35,7 +37,9 @@ class ImageClassifier:
     """Searches an architecture for labelled images, then trains and exports the best one."""
 
     def __init__(self, path: str | Path = "automodels/", verbose: bool = False, seed: int | None = None,
-                 strategy: str | None = None, params: Params | None = None) -> None:
+                 strategy: str | None = None, params: Params | None = None, resume: bool = False) -> None:
+        """``resume``: ``fit`` continues the search saved in ``path`` (same data and params; the time
+        limit counts the time already spent) instead of starting a new one."""
         params = params or Params()
         overrides: dict[str, Any] = {}
         if seed is not None:
@@ -45,6 +49,7 @@ class ImageClassifier:
         self.params = params.replace(**overrides)
         self.path = Path(path)
         self.verbose = verbose
+        self.resume = resume
         self.preprocessor: Preprocessor | None = None
         self.graph: Graph | None = None
         self.model: torch.nn.Module | None = None
@@ -61,22 +66,22 @@ class ImageClassifier:
         self.preprocessor = Preprocessor.fit(pick(train_idx), labels[train_idx], self.params.preprocess.image_size)
         data = self._tensors(pick(train_idx), labels[train_idx], pick(val_idx), labels[val_idx])
         shape = tuple(data.x_train.shape[1:])
-        searcher = make_searcher(self.params.search.strategy, shape, len(self.preprocessor.classes), self.params.seed,
-                                 self.params.search, self.params.train.batch_size)
         store = CandidateStore(self.path)
-        store.reset()
-        callbacks = [ConsoleProgress(time.time() + limit)] if self.verbose else []
+        start = start_search(store, search_identity(self.params, data), self.resume, lambda: make_searcher(
+            self.params.search.strategy, shape, len(self.preprocessor.classes), self.params.seed, self.params.search,
+            self.params.train.batch_size))
+        callbacks = [ConsoleProgress(time.time() + limit - start.spent)] if self.verbose else []
 
         def train_batch(candidates: list, deadline: float) -> list[dict[str, Any]]:
             return [train_and_record(c, store, data, self.params.train, seed=self.params.seed, deadline=deadline,
                                      callbacks=callbacks) for c in candidates]
 
-        summary = run_search(searcher, train_batch, store, time_limit=limit,
-                             max_candidates=self.params.search.max_candidates, parallel=self.params.search.parallel)
-        if summary.best is None:
-            raise DataError(f"every candidate failed to train; see {self.path / 'search.log'}.")
-        self._use(store.graph(summary.best["id"]), store.weights(summary.best["id"]))
-        self._save_state(best_id=summary.best["id"])
+        search = self.params.search
+        summary = run_search(start, train_batch, store, time_limit=limit, max_candidates=search.max_candidates,
+                             parallel=search.parallel, max_consecutive_failures=search.max_consecutive_failures)
+        best = require_best(summary, store)
+        self._use(store.graph(best["id"]), store.weights(best["id"]))
+        self._save_state(best_id=best["id"])
         return self
 
     def final_fit(self, x_train: ImageBatch, y_train: np.ndarray | list, x_test: ImageBatch | None = None,

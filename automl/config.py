@@ -71,12 +71,15 @@ class SearchConfig:
     (UCB ``beta``; simulated annealing from ``t_init`` down to ``t_min`` by ``anneal_decay``, with
     ``neighbours`` morphs per expansion), the edit-distance weight of skip connections, and the limits a
     user sets without forking: depth (conv layers), width, operations (comma-separated; empty = all),
-    memory per candidate in MB (0 = a share of free GPU memory, or of RAM on CPU)."""
+    memory per candidate in MB (0 = a share of free GPU memory, or of RAM on CPU). A run of
+    ``max_consecutive_failures`` failed candidates (0 = no limit) ends the search: something is wrong
+    with every candidate, and the rest of the budget would be spent failing."""
 
     strategy: str = "bayesian"
     time_limit: float = 300.0
     max_candidates: int = 30
     parallel: int = 1
+    max_consecutive_failures: int = 5
     beta: float = 2.576
     kernel_lambda: float = 1.0
     t_init: float = 1.0
@@ -261,6 +264,7 @@ def _validate(p: Params) -> None:
         (p.search.time_limit > 0, "search.time_limit must be positive (seconds)"),
         (p.search.max_candidates >= 1, "search.max_candidates must be at least 1"),
         (p.search.parallel >= 1, "search.parallel must be at least 1"),
+        (p.search.max_consecutive_failures >= 0, "search.max_consecutive_failures must be >= 0 (0 = no limit)"),
         (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
         (p.final_fit.epochs >= 1, "final_fit.epochs must be at least 1"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),

@@ -20,3 +20,20 @@ class DataError(AutoMLError, ValueError):
 
 class NotFittedError(AutoMLError, RuntimeError):
     """A method needs ``fit`` (or a loaded model) first."""
+
+
+class SearchError(AutoMLError, RuntimeError):
+    """The search could not produce a trained candidate (every one failed, or too many in a row)."""
+
+
+# Why some errors stop the run instead of failing one candidate: they would fail every candidate
+# the same way (the disk is full or read-only, the data is unreadable), so going on only burns the
+# budget. ENOSPC: no space; EDQUOT: over quota; EROFS: read-only filesystem.
+_FATAL_ERRNOS = {28, 122, 30}
+
+
+def stops_the_run(exc: BaseException) -> bool:
+    """Whether ``exc`` must stop the whole run rather than be recorded as one failed candidate."""
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: the user or the system said stop
+        return True
+    return isinstance(exc, DataError) or (isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS)

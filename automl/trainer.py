@@ -23,6 +23,7 @@ from torch import nn
 from automl.builder import build_module, load_matching
 from automl.config import TrainConfig
 from automl.device import Placement, place
+from automl.errors import stops_the_run
 from automl.graph import Graph
 
 
@@ -66,6 +67,12 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochInfo], None]
+
+
+def failed_result(exc: BaseException) -> TrainResult:
+    """A failed candidate's result: the error's type, message and where it was raised."""
+    where = "".join(traceback.format_exception(exc, limit=-4)[1:])
+    return TrainResult(status="failed", stopped="error", error=f"{exc.__class__.__name__}: {exc}\n{where}")
 
 
 def set_threads(threads: int) -> None:
@@ -137,9 +144,10 @@ def train_candidate(
         placement = place(config.device, config.amp, slot)
         result = _train(graph, weights, data, config, seed, deadline, max_epochs or config.max_epochs, on_epoch,
                         placement)
-    except (RuntimeError, ValueError, FloatingPointError, MemoryError) as exc:
-        error = f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc(limit=4)}"
-        result = TrainResult(status="failed", stopped="error", error=error)
+    except Exception as exc:  # a bug, NaN loss, out of memory: this candidate fails, the search goes on
+        if stops_the_run(exc):
+            raise
+        result = failed_result(exc)
     result.train_seconds = time.time() - start
     return result
 

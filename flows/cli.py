@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--csv", help="labels CSV of your own data (first column file name, second label)")
     run.add_argument("--images", help="folder of your own images (paths in the CSV are relative to it)")
     run.add_argument("--quiet", action="store_true", help="print only the final summary")
+    run.add_argument("--resume", action="store_true", help="continue the search a killed or stopped run left "
+                     "in paths.work (same data and params; the time limit counts the time already spent)")
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     stage.add_argument("name", help="ingest | split | preprocess | search | final_fit | evaluate | export")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.data import check_user_data
 
         check_user_data(params)
-        result = run_pipeline(params, quiet=args.quiet)
+        result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
     except AutoMLError as exc:
         print(f"automl: error: {exc}", file=sys.stderr)
         return 2

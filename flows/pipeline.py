@@ -10,24 +10,38 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from automl.config import Params, from_dict
+from automl.errors import stops_the_run
 from automl.search import BatchTrainer
 from automl.searcher import Candidate
+from automl.store import CandidateStore
 from automl.timing import Stopwatch
 from tasks import data, model, tracking
 from tasks.search import run_search_step, train_candidate_task
 
 
 def mapped_trainer(quiet: bool) -> Callable[[Params, str], BatchTrainer]:
-    """Train each round's candidates as mapped Prefect tasks on the flow's task runner."""
+    """Train each round's candidates as mapped Prefect tasks on the flow's task runner. A task that
+    crashes (its own code records ordinary failures) becomes a failed record, not a failed flow."""
 
     def make(params: Params, parent_run_id: str) -> BatchTrainer:
+        store = CandidateStore(data.work_dir(params, "search"))
+
         def train_batch(candidates: list[Candidate], deadline: float) -> list[dict[str, Any]]:
             futures = train_candidate_task.map([c.to_dict() for c in candidates], unmapped(params),
                                                unmapped(deadline), unmapped(parent_run_id), unmapped(quiet))
-            return [f.result() for f in futures]
+            return [_result(future, candidate, store) for future, candidate in zip(futures, candidates)]
         return train_batch
 
     return make
+
+
+def _result(future: Any, candidate: Candidate, store: CandidateStore) -> dict[str, Any]:
+    try:
+        return future.result()
+    except Exception as exc:
+        if stops_the_run(exc):
+            raise
+        return store.fail(candidate, exc)
 
 
 def _stage(name: str, quiet: bool) -> None:
@@ -36,10 +50,11 @@ def _stage(name: str, quiet: bool) -> None:
 
 
 @flow(name="automl-pipeline")
-def pipeline(params: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
-    """Run the whole pipeline with ``params`` (the nested form of ``params.yaml``). The result's
-    ``timing`` says when the flow body started (the caller knows when it called) and how long data
-    preparation and the start of MLflow tracking took."""
+def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Run the whole pipeline with ``params`` (the nested form of ``params.yaml``); ``resume``
+    continues the search a killed run left under ``paths.work`` (its MLflow parent run too). The
+    result's ``timing`` says when the flow body started (the caller knows when it called) and how
+    long data preparation and the start of MLflow tracking took."""
     clock = Stopwatch()
     timing = {"started_at": time.time()}
     p = from_dict(params)
@@ -51,11 +66,12 @@ def pipeline(params: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
         _stage("preprocess", quiet)
         data.preprocess(p)
     with clock("tracking_start_seconds"):
-        parent_run_id = tracking.start_parent_run(p)
+        parent_run_id = None if resume else tracking.start_parent_run(p)  # resuming: the search's own
     timing.update(clock.rounded())
     try:
         _stage("search", quiet)
-        searched = run_search_step(p, parent_run_id, make_trainer=mapped_trainer(quiet))
+        searched = run_search_step(p, parent_run_id, make_trainer=mapped_trainer(quiet), resume=resume)
+        parent_run_id = searched["parent_run_id"]
         _stage("final_fit", quiet)
         model.final_fit(p, quiet)
         _stage("evaluate", quiet)
@@ -63,13 +79,14 @@ def pipeline(params: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
         _stage("export", quiet)
         exported = model.export(p)
     except BaseException:
-        tracking.finish_run(p, parent_run_id, "FAILED")
+        if parent_run_id:  # unknown when a resumed search failed: its run is left as the crash left it
+            tracking.finish_run(p, parent_run_id, "FAILED")
         raise
     return {"ingest": ingested, "split": split, "search": searched, "metrics": metrics, "export": exported,
             "timing": timing}
 
 
-def run_pipeline(params: Params, quiet: bool = False) -> dict[str, Any]:
+def run_pipeline(params: Params, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run the flow with a thread pool sized for ``search.parallel`` candidates at once."""
     runner = ThreadPoolTaskRunner(max_workers=params.search.parallel)
-    return pipeline.with_options(task_runner=runner)(params.to_dict(), quiet)
+    return pipeline.with_options(task_runner=runner)(params.to_dict(), quiet, resume)

@@ -16,7 +16,7 @@ from automl.export import export_model
 from automl.fileio import atomic_path, read_json, write_json, write_text
 from automl.graph import Graph
 from automl.progress import ConsoleProgress
-from automl.search import CandidateStore, load_weights, save_weights
+from automl.store import CandidateStore, load_weights, save_weights
 from automl.trainer import accuracy, predict_logits, train_candidate
 from tasks import tracking
 from tasks.data import load_preprocessor, load_split, load_tensors, work_dir

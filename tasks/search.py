@@ -7,7 +7,6 @@ calls of the same task body (``train_candidate_task.fn``) under DVC and in tests
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,8 +16,9 @@ from prefect.cache_policies import NO_CACHE
 from automl.config import Params
 from automl.fileio import read_json, write_json
 from automl.progress import ConsoleProgress
-from automl.search import BatchTrainer, CandidateStore, run_search, train_and_record
+from automl.search import BatchTrainer, require_best, run_search, search_identity, start_search, train_and_record
 from automl.searcher import Candidate
+from automl.store import CandidateStore
 from automl.strategies import make_searcher
 from automl.trainer import TensorData
 from tasks import tracking
@@ -37,8 +37,7 @@ def _cached_tensors(work: str, mtime: float) -> TensorData:
 def train_candidate_task(candidate: dict[str, Any], params: Params, deadline: float, parent_run_id: str,
                          quiet: bool = False) -> dict[str, Any]:
     """Train one candidate (plain data in, record out): parent weights from the store, MLflow nested run."""
-    work = params.paths.work
-    data = _cached_tensors(work, Path(work, "preprocessed", "train.npz").stat().st_mtime)
+    data = tensors(params)
     store = CandidateStore(work_dir(params, "search"))
     progress = ConsoleProgress(deadline)
     best = store.best()
@@ -54,28 +53,38 @@ def in_process_trainer(params: Params, parent_run_id: str, quiet: bool = False) 
     return train_batch
 
 
+def tensors(params: Params) -> TensorData:
+    work = params.paths.work
+    return _cached_tensors(work, Path(work, "preprocessed", "train.npz").stat().st_mtime)
+
+
 def run_search_step(params: Params, parent_run_id: str | None = None,
-                    make_trainer: Callable[[Params, str], BatchTrainer] = in_process_trainer) -> dict[str, Any]:
-    """Search architectures within ``search.time_limit``; write the store and ``best.json``."""
-    parent_run_id = parent_run_id or tracking.start_parent_run(params)
+                    make_trainer: Callable[[Params, str], BatchTrainer] = in_process_trainer,
+                    resume: bool = False) -> dict[str, Any]:
+    """Search architectures within ``search.time_limit``; write the store and ``best.json``.
+    ``resume``: continue the search saved under ``paths.work`` (see ``automl.search.start_search``)."""
     root = work_dir(params, "search")
-    write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
     pre = load_preprocessor(params)
     shape = (pre.channels, pre.image_size, pre.image_size)
-    searcher = make_searcher(params.search.strategy, shape, len(pre.classes), params.seed, params.search,
-                             params.train.batch_size)
     store = CandidateStore(root)
-    store.reset()
-    start = time.time()
-    summary = run_search(searcher, make_trainer(params, parent_run_id), store, time_limit=params.search.time_limit,
-                         max_candidates=params.search.max_candidates, parallel=params.search.parallel)
-    if summary.best is None:
-        raise RuntimeError(f"every candidate failed; see {root / 'search.log'}")
-    result = {"best_id": summary.best["id"], "best_val_accuracy": summary.best["val_accuracy"],
+    start = start_search(store, search_identity(params, tensors(params)), resume, lambda: make_searcher(
+        params.search.strategy, shape, len(pre.classes), params.seed, params.search, params.train.batch_size))
+    if start.resumed:
+        parent_run_id = parent_run_id or previous_parent_run(params)
+    parent_run_id = parent_run_id or tracking.start_parent_run(params)
+    write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
+    if start.resumed:
+        tracking.reopen_parent_run(params, parent_run_id, store)
+    search = params.search
+    summary = run_search(start, make_trainer(params, parent_run_id), store, time_limit=search.time_limit,
+                         max_candidates=search.max_candidates, parallel=search.parallel,
+                         max_consecutive_failures=search.max_consecutive_failures)
+    best = require_best(summary, store)
+    result = {"best_id": best["id"], "best_val_accuracy": best["val_accuracy"],
               "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,
-              "search_seconds": time.time() - start}
+              "search_seconds": store.spent()}
     tracking.log_metrics(params, parent_run_id, {k: v for k, v in result.items() if k != "best_id"})
-    result["timing"] = summary.timing
+    result.update(timing=summary.timing, parent_run_id=parent_run_id)
     write_json(root / "best.json", result)
     return result
 
@@ -83,3 +92,8 @@ def run_search_step(params: Params, parent_run_id: str | None = None,
 def parent_run_of(params: Params) -> str:
     """The parent run the search step recorded (later DVC stages log into it)."""
     return read_json(work_dir(params, "search", TRACKING_FILE))["parent_run_id"]
+
+
+def previous_parent_run(params: Params) -> str | None:
+    """The parent run of the search saved under ``paths.work``, if any: a resumed run logs into it."""
+    return parent_run_of(params) if work_dir(params, "search", TRACKING_FILE).is_file() else None

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from automl.config import Params
 from automl.searcher import Candidate
+from automl.store import CandidateStore
 from automl.trainer import EpochInfo
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -41,9 +42,43 @@ def start_parent_run(params: Params, run_name: str = "pipeline") -> str:
     client = client_for(params)
     run = client.create_run(experiment_id(client, params.tracking.experiment), run_name=run_name,
                             tags={"automl.kind": "pipeline"})
-    flat = params.flat()
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(flat.items())])
+    shown = loggable_params(params.flat())
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(shown.items())])
     return run.info.run_id
+
+
+def loggable_params(flat: dict[str, Any]) -> dict[str, Any]:
+    """Params as a teammate may see them in a shared MLflow: no tracking URI (it may carry a password)
+    and no absolute path (it names a user's home and folders): paths inside the working directory
+    become relative, others keep only their last part."""
+    out = {}
+    for key, value in flat.items():
+        if key == "tracking.uri":
+            continue
+        if isinstance(value, str) and os.path.isabs(value):
+            path = Path(value)
+            value = str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else f".../{path.name}"
+        out[key] = value
+    return out
+
+
+def reopen_parent_run(params: Params, run_id: str, store: CandidateStore) -> None:
+    """A resumed run logs into its old parent run: mark it running again, and settle the candidate
+    runs the crash left running. The store is written before MLflow, so a candidate whose record is
+    final gets its run finished from that record; the others are marked killed (they train again)."""
+    client = client_for(params)
+    client.update_run(run_id, "RUNNING")
+    logger = MlflowCandidateLogger(params, run_id)
+    query = f"tags.`{PARENT_TAG}` = '{run_id}' and attributes.status = 'RUNNING'"
+    for run in client.search_runs([logger.experiment_id], query):
+        candidate_id = int(run.data.tags["automl.candidate_id"])
+        record = store.record(candidate_id)
+        if record is None or record["status"] not in ("complete", "failed"):
+            client.set_terminated(run.info.run_id, "KILLED")
+            continue
+        logger.runs[candidate_id] = run.info.run_id
+        weights = store.weights_path(candidate_id) if record["status"] == "complete" else None
+        logger.on_candidate_end(Candidate(candidate_id, store.graph(candidate_id)), record, weights)
 
 
 def finish_run(params: Params, run_id: str, status: str = "FINISHED") -> None:

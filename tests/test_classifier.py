@@ -104,3 +104,39 @@ def test_children_of_preserving_morphs_start_where_their_parent_ended(fitted):
     assert len(records) >= 3 and preserving
     for r in preserving:
         assert abs(r["inherited_val_accuracy"] - records[r["parent_id"]]["val_accuracy"]) <= 0.005, r
+
+
+def test_same_seed_same_candidates_metrics_and_final_accuracy(tmp_path, digits):
+    """On CPU with one torch thread, a run bounded by ``max_candidates`` (a time limit that cuts
+    training makes the number of epochs depend on the machine's speed) is reproducible bit for bit:
+    candidates, validation metrics, final predictions. Only the reported mean training loss may differ
+    in its last float32 bits. With more threads, torch's threaded reductions may also move weights by
+    a few ulps (the README says so)."""
+    x, y = digits
+    test_idx, train_idx = stratified_split(y, [0.25], seed=0)
+    params = ImageClassifier().params.replace(**{
+        "preprocess.image_size": 12, "train.max_epochs": 2, "train.threads": 1, "search.max_candidates": 4})
+
+    def run(folder: str) -> tuple[list[tuple], float]:
+        clf = ImageClassifier(path=tmp_path / folder, seed=11, params=params)
+        clf.fit(x[train_idx], y[train_idx], time_limit=600)
+        records = [json.loads(p.read_text()) for p in sorted((tmp_path / folder).glob("candidates/*/record.json"))]
+        seen = [(r["id"], r["parent_id"], r["operation"], r["architecture"], r["val_accuracy"], r["val_loss"],
+                 r["inherited_val_accuracy"], r["epochs"]) for r in records]
+        losses = [h["train_loss"] for r in records for h in r["history"]]
+        clf.final_fit(x[train_idx], y[train_idx], epochs=1)
+        return seen, losses, clf.evaluate(x[test_idx], y[test_idx]), clf.predict_proba(x[test_idx])
+
+    (seen, losses, acc, proba), (seen2, losses2, acc2, proba2) = run("a"), run("b")
+    assert len(seen) == 4 and seen == seen2 and acc == acc2 and np.array_equal(proba, proba2)
+    assert losses == pytest.approx(losses2, rel=1e-6)
+
+
+def test_when_every_candidate_fails_fit_says_why(tmp_path, digits):
+    from automl.errors import SearchError
+
+    clf = ImageClassifier(path=tmp_path, params=ImageClassifier().params.replace(**{
+        "preprocess.image_size": 8, "train.learning_rate": 1e9, "train.augment": False}))
+    with pytest.raises(SearchError, match="no candidate trained successfully.*FloatingPointError: training loss"):
+        clf.fit(*digits, time_limit=60)
+    assert "candidate #1 failed" in (tmp_path / "search.log").read_text()

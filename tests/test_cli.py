@@ -28,3 +28,21 @@ def test_missing_user_csv_names_the_file_before_anything_starts(tmp_path):
     out = automl("run", "--csv", str(tmp_path / "nope.csv"), "--images", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 2 and f"{tmp_path / 'nope.csv'}: labels CSV not found" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_non_positive_time_limit_is_refused_without_a_traceback():
+    out = automl("run", "--set", "search.time_limit=-5")
+    assert out.returncode == 2 and "search.time_limit must be positive" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_servers_we_start_or_document_listen_on_loopback_only():
+    import re
+
+    from prefect.settings import get_current_settings
+
+    assert get_current_settings().server.api.host == "127.0.0.1"  # the temporary server the flow starts
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"^(?:mlflow (?:ui|server)|prefect server start).*$", readme, flags=re.M)
+    assert commands and all("--host" not in c or "--host 127.0.0.1" in c for c in commands)
+    assert all("--host 127.0.0.1" in c for c in commands if c.startswith("mlflow"))

@@ -35,21 +35,30 @@ def test_image_modes_are_converted(tmp_path, mode, expect):
 
 def test_every_bad_row_is_reported_at_once_naming_the_csv(tmp_path, digits):
     csv_path, folder = write_dataset(tmp_path, digits[0][:3], digits[1][:3])
-    (folder / "broken.png").write_bytes(b"not an image")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "notes.txt").write_text("a text file, not an image")
     with csv_path.open("a") as handle:
-        handle.write("missing.png,1\nbroken.png,2\n../../etc/passwd,3\nimg_0000.png,\n")
+        handle.write("missing.png,1\nbroken.png,2\n../../etc/passwd,3\nnotes.txt,4\nimg_0000.png,\n")
     with pytest.raises(DataError) as info:
         load_image_dataset(csv_path, folder)
     message = str(info.value)
     assert str(csv_path) in message and "bad row" in message
-    assert "line 8: empty label" in message  # CSV problems come first, in one message
+    assert "line 9: empty label" in message  # CSV problems come first, in one message
     handle_rows = csv_path.read_text().replace("img_0000.png,\n", "")
     csv_path.write_text(handle_rows)
     message = str(pytest.raises(DataError, load_image_dataset, csv_path, folder).value)
-    assert "3 bad row(s)" in message
+    assert "4 bad row(s)" in message
     assert "missing.png: file not found" in message
     assert "broken.png" in message and "not a readable image" in message
     assert "outside the images folder" in message
+    assert "notes.txt: not a readable image" in message
+
+
+def test_a_decompression_bomb_is_refused_without_decoding_it(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9000, 9000)).save(bomb)  # 81 M pixels, a few kB on disk
+    with pytest.raises(DataError, match="bomb.png: 9000x9000 pixels is over the limit"):
+        read_image(bomb)
 
 
 @pytest.mark.parametrize("content,message", [

@@ -87,3 +87,29 @@ def test_mlflow_model_predicts_raw_images_in_a_new_process(flow_run, digits, tmp
     probs = module(torch.from_numpy(images.astype(np.float32))[:, None])
     expected = json.loads(open(result["export"]["labels"]).read())["labels"]
     assert labels == [expected[i] for i in probs.argmax(1).tolist()]
+
+
+class CrashedTask:
+    """A Prefect future whose task crashed outside the candidate's own error handling."""
+
+    def result(self):
+        raise RuntimeError("worker lost")
+
+
+class DiskFull:
+    def result(self):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_crashed_candidate_task_is_a_failed_record_but_a_full_disk_stops_the_run(tmp_path):
+    from automl.graph import initial_graph
+    from automl.searcher import Candidate
+    from automl.store import CandidateStore
+    from flows.pipeline import _result
+
+    store, candidate = CandidateStore(tmp_path), Candidate(3, initial_graph((1, 8, 8), 2))
+    record = _result(CrashedTask(), candidate, store)
+    assert record["status"] == "failed" and record["error"].startswith("RuntimeError: worker lost")
+    assert store.record(3) == record
+    with pytest.raises(OSError, match="No space left"):
+        _result(DiskFull(), candidate, store)

@@ -7,7 +7,8 @@ import torch
 from automl.config import TrainConfig
 from automl.device import place
 from automl.graph import initial_graph
-from automl.search import CandidateStore, train_and_record
+from automl.search import train_and_record
+from automl.store import CandidateStore
 from automl.strategies import make_searcher
 from automl.trainer import MIN_LR_FRACTION, LRSchedule, TensorData, augment, train_candidate
 
