@@ -105,10 +105,13 @@ class FinalFitConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """MLflow. An empty ``uri`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
+    """MLflow. An empty ``uri`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here. The
+    final model is registered as ``registered_model`` (empty: not registered), with the alias
+    ``champion`` when it beats the current champion on the same test split, else ``challenger``."""
 
     uri: str = ""
     experiment: str = "automl"
+    registered_model: str = "automl-image-classifier"
 
 
 @dataclass(frozen=True)

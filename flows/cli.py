@@ -1,4 +1,4 @@
-"""The ``automl`` command: ``run`` the pipeline flow, or run one DVC ``stage``.
+"""The ``automl`` command: ``run`` the pipeline flow, ``serve`` it on a schedule, or run one DVC ``stage``.
 
 Errors that are the user's to fix (bad data, unknown params) print as one message, no traceback.
 """
@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the final summary")
     run.add_argument("--resume", action="store_true", help="continue the search a killed or stopped run left "
                      "in paths.work (same data and params; the time limit counts the time already spent)")
+    serve = sub.add_parser("serve", help="register the pipeline as a Prefect deployment with a schedule and "
+                           "run its scheduled runs (needs a Prefect server: see README)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(serve)
+    serve.add_argument("--cron", help='schedule, e.g. "0 2 * * *" (every night at 02:00); none: runs only on demand')
+    serve.add_argument("--name", default="automl", help="deployment name (runs: prefect deployment run "
+                       "automl-pipeline/NAME)")
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     stage.add_argument("name", help="ingest | split | preprocess | search | final_fit | evaluate | export")
@@ -62,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(run_stage(args.name, params), indent=1, default=str))
             return 0
+        if args.command == "serve":
+            from flows.pipeline import serve
+
+            serve(params, args.name, args.cron)
+            return 0
         from flows.pipeline import run_pipeline
         from tasks.data import check_user_data
 
@@ -81,6 +93,8 @@ def _summary(result: dict) -> None:
           f"{metrics['n_candidates']} candidate(s))")
     print(f"Exported: {Path(exported['torchscript']).parent}/ (TorchScript, ONNX, labels.json)")
     print(f"MLflow model: {exported['model_uri']} (parent run {exported['run_id']})")
+    if registered := exported.get("registered"):
+        print(f"Registered: {registered['uri']} (version {registered['version']}: {registered['reason']})")
     print("Browse runs: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --workers 1")
 
 

@@ -90,3 +90,11 @@ def run_pipeline(params: Params, quiet: bool = False, resume: bool = False) -> d
     """Run the flow with a thread pool sized for ``search.parallel`` candidates at once."""
     runner = ThreadPoolTaskRunner(max_workers=params.search.parallel)
     return pipeline.with_options(task_runner=runner)(params.to_dict(), quiet, resume)
+
+
+def serve(params: Params, name: str, cron: str | None) -> None:
+    """Register the pipeline as a deployment with ``params`` and ``cron``, then run its scheduled and
+    on-demand runs in this process until stopped (Prefect's ``flow.serve``). The schedule stays active
+    when this process stops, so a restarted server picks it up again."""
+    pipeline.serve(name=name, cron=cron, parameters={"params": params.to_dict(), "quiet": True},
+                   pause_on_shutdown=False, tags=["automl"])

@@ -18,7 +18,7 @@ from automl.graph import Graph
 from automl.progress import ConsoleProgress
 from automl.store import CandidateStore, load_weights, save_weights
 from automl.trainer import accuracy, predict_logits, train_candidate
-from tasks import tracking
+from tasks import registry, tracking
 from tasks.data import load_preprocessor, load_split, load_tensors, work_dir
 from tasks.search import parent_run_of
 
@@ -76,10 +76,18 @@ def evaluate(params: Params) -> dict[str, Any]:
 
 @task(name="export", cache_policy=NO_CACHE)
 def export(params: Params) -> dict[str, Any]:
-    """TorchScript, ONNX and labels under ``paths.export``; the MLflow pyfunc model in the parent run."""
+    """TorchScript, ONNX and labels under ``paths.export``; the MLflow pyfunc model in the parent run,
+    registered in the Model Registry (see ``tasks.registry``)."""
     paths = export_model(load_final(params), load_preprocessor(params), params.paths.export)
     run_id = parent_run_of(params)
     model_uri = tracking.log_pyfunc_model(params, run_id, paths)
-    write_json(Path(params.paths.export, "mlflow_model.json"), {"model_uri": model_uri, "run_id": run_id})
+    registered = None
+    if params.tracking.registered_model:
+        test_accuracy = read_json(Path(params.paths.work, "metrics.json"))["test_accuracy"]
+        registered = registry.register(params, model_uri, run_id, test_accuracy,
+                                       registry.split_fingerprint(work_dir(params, "split", "test.csv")))
+    write_json(Path(params.paths.export, "mlflow_model.json"),
+               {"model_uri": model_uri, "run_id": run_id, "registered": registered})
     tracking.finish_run(params, run_id)
-    return {"model_uri": model_uri, "run_id": run_id, **{k: str(v) for k, v in paths.items()}}
+    return {"model_uri": model_uri, "run_id": run_id, "registered": registered,
+            **{k: str(v) for k, v in paths.items()}}

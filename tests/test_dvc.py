@@ -1,4 +1,5 @@
-"""``dvc repro`` runs the stages of dvc.yaml (the same task bodies as the flow); a second run is a no-op."""
+"""``dvc repro`` runs the stages of dvc.yaml (the same task bodies as the flow); a second run is a no-op;
+``dvc push`` / ``dvc pull`` hand data and outputs to a teammate through a remote."""
 
 import json
 import os
@@ -28,7 +29,7 @@ def test_dvc_yaml_has_one_stage_per_task_function():
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_the_pipeline_and_then_nothing(tmp_path):
+def test_dvc_repro_runs_the_pipeline_then_nothing_and_a_teammate_pulls_it(tmp_path):
     for name in ("dvc.yaml", ".dvcignore", "pyproject.toml"):
         shutil.copy(REPO / name, tmp_path / name)
     for folder in ("automl", "tasks", "flows", ".dvc"):
@@ -55,3 +56,26 @@ def test_dvc_repro_runs_the_pipeline_and_then_nothing(tmp_path):
     second = sh("dvc", "repro", cwd=tmp_path)
     assert second.returncode == 0 and "Running stage" not in second.stdout
     assert "up to date" in second.stdout
+
+    # hand-off: push to a remote (a local folder here; S3 or GCS is only other config), a teammate
+    # with the git files alone pulls data and outputs and finds everything up to date
+    assert sh("dvc", "remote", "add", "-d", "team", str(tmp_path.parent / "remote"), cwd=tmp_path).returncode == 0
+    pushed = sh("dvc", "push", cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    teammate = tmp_path.parent / "teammate"
+    teammate.mkdir()
+    in_git = ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", "pyproject.toml",
+              "artifacts/metrics.json", "artifacts/final/curves.csv")  # metrics and plots: cache: false, in git
+    for name in in_git:
+        (teammate / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, teammate / name)
+    for folder in ("automl", "tasks", "flows", ".dvc"):
+        shutil.copytree(tmp_path / folder, teammate / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+    assert sh("git", "init", "-q", cwd=teammate).returncode == 0
+    pulled = sh("dvc", "pull", cwd=teammate)
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    for path in ("exported/model.onnx", "artifacts/final/weights.pt", "data/mnist5k/labels.csv"):
+        assert (teammate / path).read_bytes() == (tmp_path / path).read_bytes()
+    status = sh("dvc", "status", cwd=teammate)
+    assert status.returncode == 0 and "up to date" in status.stdout

@@ -78,7 +78,8 @@ def test_mlflow_model_predicts_raw_images_in_a_new_process(flow_run, digits, tmp
     images = digits[0][::40]  # one of each digit
     np.save(tmp_path / "x.npy", images)
     env = {"MLFLOW_TRACKING_URI": params.tracking.uri, "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", PYFUNC_PREDICT, result["export"]["model_uri"], str(tmp_path / "x.npy")],
+    champion = f"models:/{params.tracking.registered_model}@champion"  # what a teammate loads
+    out = subprocess.run([sys.executable, "-c", PYFUNC_PREDICT, champion, str(tmp_path / "x.npy")],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     labels = json.loads(out.stdout.strip().splitlines()[-1])
@@ -87,6 +88,27 @@ def test_mlflow_model_predicts_raw_images_in_a_new_process(flow_run, digits, tmp
     probs = module(torch.from_numpy(images.astype(np.float32))[:, None])
     expected = json.loads(open(result["export"]["labels"]).read())["labels"]
     assert labels == [expected[i] for i in probs.argmax(1).tolist()]
+
+
+@pytest.mark.slow
+def test_the_champion_alias_moves_only_to_a_better_model_on_the_same_test_split(flow_run):
+    from tasks import registry
+
+    params, result, client = flow_run
+    exported, name = result["export"], params.tracking.registered_model
+    assert exported["registered"]["alias"] == "champion" and exported["registered"]["version"] == 1
+    version = client.get_model_version(name, "1")
+    assert float(version.tags[registry.ACCURACY_TAG]) == pytest.approx(result["metrics"]["test_accuracy"])
+    split = version.tags[registry.SPLIT_TAG]
+    register = lambda acc, split: registry.register(params, exported["model_uri"], exported["run_id"], acc, split)  # noqa: E731
+    acc = result["metrics"]["test_accuracy"]
+    assert register(acc, split)["alias"] == "challenger"  # a tie does not take the place
+    assert register(1.0, "another split")["alias"] == "challenger"
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+    better = register(acc + 0.01, split)
+    assert better["alias"] == "champion" and better["uri"] == f"models:/{name}@champion"
+    assert int(client.get_model_version_by_alias(name, "champion").version) == better["version"] == 4
+    assert int(client.get_model_version_by_alias(name, "challenger").version) == 3
 
 
 class CrashedTask:

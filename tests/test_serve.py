@@ -1,0 +1,59 @@
+"""``automl serve --cron``: a Prefect deployment of the pipeline with its schedule and params, whose runs
+(started here on demand through the deployment) complete."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from automl.config import Params
+from tests.conftest import REPO
+
+
+def read_deployment(name: str, timeout: float, proc: subprocess.Popen):
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    end = time.time() + timeout
+    with get_client(sync_client=True) as client:
+        while time.time() < end:
+            if proc.poll() is not None:
+                raise AssertionError(f"automl serve exited: {proc.communicate()}")
+            try:
+                return client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                time.sleep(1)
+    raise AssertionError(f"deployment {name} not registered in {timeout} s")
+
+
+@pytest.mark.slow
+def test_serve_registers_a_scheduled_deployment_whose_runs_complete(prefect_harness, digits_on_disk, tmp_path):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL
+
+    csv_path, images = digits_on_disk
+    params = Params().replace(**{
+        "data.source": "", "data.csv": str(csv_path), "data.images": str(images), "preprocess.image_size": 12,
+        "train.max_epochs": 1, "train.threads": 2, "search.time_limit": 10, "search.max_candidates": 2,
+        "final_fit.epochs": 1, "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.to_dict()))
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+           "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 2 * * *", "--name", "nightly"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deployment = read_deployment("automl-pipeline/nightly", 180, proc)
+        assert [s.schedule.cron for s in deployment.schedules] == ["0 2 * * *"]
+        assert all(s.active for s in deployment.schedules)
+        assert deployment.parameters["params"]["search"]["time_limit"] == 10
+        run = run_deployment("automl-pipeline/nightly", timeout=600)
+        assert run.state.is_completed(), run.state
+        assert (tmp_path / "exported" / "model.onnx").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
