@@ -104,7 +104,6 @@ class CandidateStore:
 
     def fail(self, candidate: Candidate, exc: BaseException) -> dict[str, Any]:
         """Record a candidate whose training task itself crashed (its own code records other failures)."""
-        self.dir(candidate.id).mkdir(parents=True, exist_ok=True)
         return self.finish(candidate, failed_result(exc).summary(), None)
 
     def _record(self, candidate: Candidate, summary: dict[str, Any]) -> dict[str, Any]:

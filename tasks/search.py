@@ -69,12 +69,10 @@ def run_search_step(params: Params, parent_run_id: str | None = None,
     store = CandidateStore(root)
     start = start_search(store, search_identity(params, tensors(params)), resume, lambda: make_searcher(
         params.search.strategy, shape, len(pre.classes), params.seed, params.search, params.train.batch_size))
-    if start.resumed:
-        parent_run_id = parent_run_id or previous_parent_run(params)
+    if start.resumed and (parent_run_id := parent_run_id or previous_parent_run(params)):
+        tracking.reopen_parent_run(params, parent_run_id, store)
     parent_run_id = parent_run_id or tracking.start_parent_run(params)
     write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
-    if start.resumed:
-        tracking.reopen_parent_run(params, parent_run_id, store)
     search = params.search
     summary = run_search(start, make_trainer(params, parent_run_id), store, time_limit=search.time_limit,
                          max_candidates=search.max_candidates, parallel=search.parallel,
