@@ -18,6 +18,7 @@ from automl.errors import ConfigError
 from automl.morph import OPERATIONS
 
 STRATEGIES = ("bayesian", "random", "initial")  # kept in step with automl.strategies.STRATEGY_CLASSES (tested)
+RUNNERS = ("thread", "process", "dask")
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,19 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class RunnerConfig:
+    """Where the flow trains its candidate tasks (a Prefect task runner): ``thread`` (the flow's own
+    process), ``process`` (a local process pool) or ``dask`` (a Dask LocalCluster, or the running
+    scheduler at ``address``). ``workers``: processes of the local pool or cluster, each training one
+    candidate at a time (0 = ``search.parallel``). Process and Dask workers fetch the data and the
+    parents' weights from the MLflow artifact store, so remote workers need no shared disk."""
+
+    kind: str = "thread"
+    address: str = ""  # tcp://host:8786 of a Dask scheduler ('' = start a LocalCluster)
+    workers: int = 0
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     """Where pipeline stages write: ``work`` for intermediate outputs, ``export`` for the hand-off."""
 
@@ -134,6 +148,7 @@ class Params:
     search: SearchConfig = field(default_factory=SearchConfig)
     final_fit: FinalFitConfig = field(default_factory=FinalFitConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:
@@ -269,6 +284,9 @@ def _validate(p: Params) -> None:
         (p.search.parallel >= 1, "search.parallel must be at least 1"),
         (p.search.max_consecutive_failures >= 0, "search.max_consecutive_failures must be >= 0 (0 = no limit)"),
         (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
+        (p.runner.kind in RUNNERS, f"runner.kind must be one of {', '.join(RUNNERS)}"),
+        (not p.runner.address or p.runner.kind == "dask", "runner.address is a Dask scheduler: set runner.kind=dask"),
+        (p.runner.workers >= 0, "runner.workers must be >= 0 (0 = search.parallel)"),
         (p.final_fit.epochs >= 1, "final_fit.epochs must be at least 1"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),

@@ -75,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             serve(params, args.name, args.cron)
             return 0
         from flows.pipeline import run_pipeline
+        from flows.runners import task_runner
         from tasks.data import check_user_data
 
         check_user_data(params)
+        task_runner(params)  # a runner that cannot start (prefect-dask missing) fails before any work
         result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
     except AutoMLError as exc:
         print(f"automl: error: {exc}", file=sys.stderr)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow
+from prefect.task_runners import TaskRunner
 
 from automl.config import Params, from_dict
 from automl.errors import stops_the_run
@@ -15,29 +15,38 @@ from automl.search import BatchTrainer
 from automl.searcher import Candidate
 from automl.store import CandidateStore
 from automl.timing import Stopwatch
-from tasks import data, model, tracking
-from tasks.search import run_search_step, train_candidate_task
+from flows import runners
+from tasks import data, model, remote, tracking
+from tasks.search import best_accuracy, run_search_step, train_candidate_task
 
 
-def mapped_trainer(quiet: bool) -> Callable[[Params, str], BatchTrainer]:
-    """Train each round's candidates as mapped Prefect tasks on the flow's task runner. A task that
-    crashes (its own code records ordinary failures) becomes a failed record, not a failed flow."""
+def mapped_trainer(runner: TaskRunner, quiet: bool) -> Callable[[Params, str], BatchTrainer]:
+    """Train each round's candidates as Prefect tasks on ``runner`` (started by the caller). A task
+    that crashes (its own code records ordinary failures) becomes a failed record, not a failed flow.
+    Workers that may not share this disk exchange data and weights through MLflow (``tasks.remote``)."""
 
     def make(params: Params, parent_run_id: str) -> BatchTrainer:
         store = CandidateStore(data.work_dir(params, "search"))
+        local = runners.shares_disk(params)
+        if not local:
+            remote.publish_data(params, parent_run_id)
+        train = train_candidate_task if local else remote.train_candidate_remote
+        sent = runners.worker_params(params)
 
         def train_batch(candidates: list[Candidate], deadline: float) -> list[dict[str, Any]]:
-            futures = train_candidate_task.map([c.to_dict() for c in candidates], unmapped(params),
-                                               unmapped(deadline), unmapped(parent_run_id), unmapped(quiet))
-            return [_result(future, candidate, store) for future, candidate in zip(futures, candidates)]
+            common = {"params": sent, "deadline": deadline, "parent_run_id": parent_run_id, "quiet": quiet,
+                      "best": best_accuracy(store)}
+            futures = [runner.submit(train, {"candidate": c.to_dict(), **common}) for c in candidates]
+            return [_result(future, candidate, store, local, params) for future, candidate in zip(futures, candidates)]
         return train_batch
 
     return make
 
 
-def _result(future: Any, candidate: Candidate, store: CandidateStore) -> dict[str, Any]:
+def _result(future: Any, candidate: Candidate, store: CandidateStore, local: bool, params: Params) -> dict[str, Any]:
     try:
-        return future.result()
+        record = future.result()
+        return record if local else remote.adopt(params, candidate, record, store)
     except Exception as exc:
         if stops_the_run(exc):
             raise
@@ -70,7 +79,8 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
     timing.update(clock.rounded())
     try:
         _stage("search", quiet)
-        searched = run_search_step(p, parent_run_id, make_trainer=mapped_trainer(quiet), resume=resume)
+        with runners.candidate_runner(p) as runner:
+            searched = run_search_step(p, parent_run_id, make_trainer=mapped_trainer(runner, quiet), resume=resume)
         parent_run_id = searched["parent_run_id"]
         _stage("final_fit", quiet)
         model.final_fit(p, quiet)
@@ -87,9 +97,7 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
 
 
 def run_pipeline(params: Params, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
-    """Run the flow with a thread pool sized for ``search.parallel`` candidates at once."""
-    runner = ThreadPoolTaskRunner(max_workers=params.search.parallel)
-    return pipeline.with_options(task_runner=runner)(params.to_dict(), quiet, resume)
+    return pipeline(params.to_dict(), quiet, resume)
 
 
 def serve(params: Params, name: str, cron: str | None) -> None:

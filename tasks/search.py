@@ -35,22 +35,36 @@ def _cached_tensors(work: str, mtime: float) -> TensorData:
 
 @task(name="train-candidate", cache_policy=NO_CACHE)
 def train_candidate_task(candidate: dict[str, Any], params: Params, deadline: float, parent_run_id: str,
-                         quiet: bool = False) -> dict[str, Any]:
-    """Train one candidate (plain data in, record out): parent weights from the store, MLflow nested run."""
-    data = tensors(params)
-    store = CandidateStore(work_dir(params, "search"))
+                         quiet: bool = False, best: float | None = None) -> dict[str, Any]:
+    """Train one candidate (plain data in, record out) with the store and data on this machine's disk;
+    ``best``: the search's best validation accuracy so far, for progress lines."""
+    return train_with_tracking(Candidate.from_dict(candidate), params, deadline, parent_run_id, quiet, best,
+                               CandidateStore(work_dir(params, "search")), tensors(params))
+
+
+def train_with_tracking(candidate: Candidate, params: Params, deadline: float, parent_run_id: str, quiet: bool,
+                        best: float | None, store: CandidateStore, data: TensorData) -> dict[str, Any]:
+    """Train from the parent's weights in ``store``, in an MLflow nested run; the record names that run."""
     progress = ConsoleProgress(deadline)
-    best = store.best()
-    progress.best = best["val_accuracy"] if best else None
-    callbacks = [tracking.MlflowCandidateLogger(params, parent_run_id)] + ([] if quiet else [progress])
-    return train_and_record(Candidate.from_dict(candidate), store, data, params.train, seed=params.seed,
-                            deadline=deadline, callbacks=callbacks)
+    progress.best = best
+    logger = tracking.MlflowCandidateLogger(params, parent_run_id)
+    record = train_and_record(candidate, store, data, params.train, seed=params.seed, deadline=deadline,
+                              callbacks=[logger] + ([] if quiet else [progress]))
+    return {**record, "tracking_run_id": logger.runs[candidate.id]}
 
 
 def in_process_trainer(params: Params, parent_run_id: str, quiet: bool = False) -> BatchTrainer:
+    store = CandidateStore(work_dir(params, "search"))
+
     def train_batch(candidates: list[Candidate], deadline: float) -> list[dict[str, Any]]:
-        return [train_candidate_task.fn(c.to_dict(), params, deadline, parent_run_id, quiet) for c in candidates]
+        return [train_candidate_task.fn(c.to_dict(), params, deadline, parent_run_id, quiet, best_accuracy(store))
+                for c in candidates]
     return train_batch
+
+
+def best_accuracy(store: CandidateStore) -> float | None:
+    best = store.best()
+    return best["val_accuracy"] if best else None
 
 
 def tensors(params: Params) -> TensorData:

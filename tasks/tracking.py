@@ -7,6 +7,7 @@ so mapped candidate tasks running in threads cannot log into each other's runs.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ class MlflowCandidateLogger:
         tags = {PARENT_TAG: self.parent_run_id, "automl.kind": "candidate",
                 "automl.candidate_id": str(candidate.id),
                 "automl.parent_candidate": str(candidate.parent_id) if candidate.parent_id else "none",
-                "automl.operation": candidate.operation or "none"}
+                "automl.operation": candidate.operation or "none",
+                "automl.worker": f"{socket.gethostname()}:{os.getpid()}"}  # which process trained it
         run = self.client.create_run(self.experiment_id, run_name=f"candidate-{candidate.id:04d}", tags=tags)
         with self._lock:
             self.runs[candidate.id] = run.info.run_id

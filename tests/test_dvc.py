@@ -37,7 +37,7 @@ def test_dvc_repro_runs_the_pipeline_then_nothing_and_a_teammate_pulls_it(tmp_pa
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["preprocess"]["image_size"] = 12
     params["train"].update(max_epochs=1, threads=2)
-    params["search"]["time_limit"] = 30
+    params["search"]["time_limit"] = 10
     params["final_fit"]["epochs"] = 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert sh("git", "init", "-q", cwd=tmp_path).returncode == 0

@@ -1,13 +1,16 @@
 """The Prefect flow end to end under Prefect's test harness, and what it leaves in MLflow."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from automl.store import CandidateStore
 from flows.pipeline import run_pipeline
 
 PYFUNC_PREDICT = """
@@ -25,8 +28,8 @@ def flow_run(prefect_harness, digits_on_disk, tmp_path_factory):
     csv_path, images = digits_on_disk
     params = Params().replace(**{
         "data.source": "", "data.csv": str(csv_path), "data.images": str(images),
-        "preprocess.image_size": 12, "train.max_epochs": 2, "train.threads": 2, "search.time_limit": 40,
-        "search.parallel": 2, "final_fit.epochs": 1, "paths.work": str(tmp / "artifacts"),
+        "preprocess.image_size": 12, "train.max_epochs": 2, "train.threads": 2, "search.time_limit": 25,
+        "search.parallel": 2, "runner.kind": "dask", "final_fit.epochs": 1, "paths.work": str(tmp / "artifacts"),
         "paths.export": str(tmp / "exported"), "tracking.uri": f"sqlite:///{tmp / 'mlflow.db'}"})
     result = run_pipeline(params, quiet=True)
     return params, result, MlflowClient(params.tracking.uri)
@@ -48,7 +51,7 @@ def test_mlflow_has_the_parent_run_and_a_nested_run_per_candidate(flow_run):
     params, result, client = flow_run
     parent = client.get_run(result["export"]["run_id"])
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["search.time_limit"] == "40.0" and parent.data.params["seed"] == "42"
+    assert parent.data.params["search.time_limit"] == "25.0" and parent.data.params["seed"] == "42"
     assert parent.data.metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
     experiment = parent.info.experiment_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
@@ -70,6 +73,25 @@ def test_mlflow_has_the_parent_run_and_a_nested_run_per_candidate(flow_run):
         assert {"searcher.ucb", "searcher.gp_mean", "searcher.gp_std", "inherited_val_accuracy"} <= set(metrics)
     graph = json.loads(open(client.download_artifacts(morphed[0].info.run_id, "graph.json")).read())
     assert graph["history"] and graph["history"][-1]["op"] in morphed[0].data.tags["automl.operation"]
+
+
+@pytest.mark.slow
+def test_a_dask_local_cluster_trains_candidates_in_two_worker_processes_through_mlflow(flow_run):
+    """The flow above runs with runner.kind=dask (a LocalCluster of 2 workers): candidates train in
+    two other processes, and their weights reach the driver's store through the MLflow artifact store."""
+    params, result, client = flow_run
+    parent = client.get_run(result["export"]["run_id"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    workers = {run.data.tags["automl.worker"] for run in children}
+    assert len(workers) == 2 and not any(w.endswith(f":{os.getpid()}") for w in workers)
+    assert {"train.npz", "val.npz"} == {Path(a.path).name for a in client.list_artifacts(
+        parent.info.run_id, "data/preprocessed")}
+    store = CandidateStore(Path(params.paths.work, "search"))
+    for run in children:
+        candidate_id = int(run.data.tags["automl.candidate_id"])
+        sent = Path(client.download_artifacts(run.info.run_id, "weights.pt"))
+        assert store.weights_path(candidate_id).read_bytes() == sent.read_bytes()
+        assert store.record(candidate_id)["tracking_run_id"] == run.info.run_id
 
 
 @pytest.mark.slow
@@ -124,14 +146,15 @@ class DiskFull:
 
 
 def test_a_crashed_candidate_task_is_a_failed_record_but_a_full_disk_stops_the_run(tmp_path):
+    from automl.config import Params
     from automl.graph import initial_graph
     from automl.searcher import Candidate
     from automl.store import CandidateStore
     from flows.pipeline import _result
 
     store, candidate = CandidateStore(tmp_path), Candidate(3, initial_graph((1, 8, 8), 2))
-    record = _result(CrashedTask(), candidate, store)
+    record = _result(CrashedTask(), candidate, store, True, Params())
     assert record["status"] == "failed" and record["error"].startswith("RuntimeError: worker lost")
     assert store.record(3) == record
     with pytest.raises(OSError, match="No space left"):
-        _result(DiskFull(), candidate, store)
+        _result(DiskFull(), candidate, store, True, Params())

@@ -1,0 +1,93 @@
+"""Candidates trained by workers that may not share the driver's disk (process and Dask runners).
+
+Nothing travels by path: the driver publishes the preprocessed training data to the pipeline's
+MLflow parent run once; a worker fetches it (once per process), fetches the parent candidate's graph
+and weights from that candidate's MLflow run into a temporary store, trains, and its MLflow logger
+uploads the new weights. The driver then copies the weights into its own store, so the final fit,
+resume and the report read the same files whichever runner trained the candidates.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from automl.config import Params
+from automl.searcher import Candidate
+from automl.store import CandidateStore
+from automl.trainer import TensorData
+from tasks import tracking
+from tasks.data import load_tensors, work_dir
+from tasks.search import train_with_tracking
+
+DATA_ARTIFACTS = "data/preprocessed"
+DATA_FILES = ("train.npz", "val.npz")
+
+
+def publish_data(params: Params, parent_run_id: str) -> None:
+    """Upload the tensors candidates train on to the parent run (skipped when a resumed run has them)."""
+    client = tracking.client_for(params)
+    present = {Path(f.path).name for f in client.list_artifacts(parent_run_id, DATA_ARTIFACTS)}
+    for name in DATA_FILES:
+        if name not in present:
+            client.log_artifact(parent_run_id, str(work_dir(params, "preprocessed", name)), DATA_ARTIFACTS)
+
+
+@functools.lru_cache(maxsize=2)
+def fetched_tensors(tracking_uri: str, parent_run_id: str) -> TensorData:
+    """The parent run's training data, downloaded once per worker process and kept in memory."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="automl-data-") as work:
+        client.download_artifacts(parent_run_id, DATA_ARTIFACTS, work)
+        return load_tensors(work)
+
+
+def candidate_run(client: MlflowClient, parent_run_id: str, candidate_id: int) -> str:
+    """The finished MLflow run of a candidate of this pipeline run (a resumed run may also hold a
+    killed one for the same candidate)."""
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    query = (f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' and tags.`automl.candidate_id` = '{candidate_id}' "
+             "and attributes.status = 'FINISHED'")
+    found = client.search_runs([experiment], query, max_results=1)
+    if not found:
+        raise FileNotFoundError(f"no finished MLflow run of candidate #{candidate_id} under run {parent_run_id}")
+    return found[0].info.run_id
+
+
+def fetch_candidate(client: MlflowClient, run_id: str, candidate_id: int, store: CandidateStore) -> None:
+    """A trained candidate's graph and weights from its MLflow run into ``store``."""
+    folder = store.dir(candidate_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("graph.json", "weights.pt"):
+        client.download_artifacts(run_id, name, str(folder))
+
+
+@task(name="train-candidate", cache_policy=NO_CACHE)
+def train_candidate_remote(candidate: dict[str, Any], params: Params, deadline: float, parent_run_id: str,
+                           quiet: bool = False, best: float | None = None) -> dict[str, Any]:
+    """Train one candidate with nothing from the driver's disk (see the module docstring)."""
+    cand = Candidate.from_dict(candidate)
+    uri = tracking.tracking_uri(params)
+    client = MlflowClient(tracking_uri=uri)
+    data = fetched_tensors(uri, parent_run_id)
+    with tempfile.TemporaryDirectory(prefix="automl-candidate-") as scratch:
+        store = CandidateStore(scratch)
+        if cand.parent_id:
+            fetch_candidate(client, candidate_run(client, parent_run_id, cand.parent_id), cand.parent_id, store)
+        return train_with_tracking(cand, params, deadline, parent_run_id, quiet, best, store, data)
+
+
+def adopt(params: Params, candidate: Candidate, record: dict[str, Any], store: CandidateStore) -> dict[str, Any]:
+    """Write a worker's record into the driver's store, with the weights from its MLflow run. The
+    record goes last: a crash before it leaves a running candidate, which a resume trains again."""
+    store.start(candidate)
+    if record["status"] == "complete":
+        tracking.client_for(params).download_artifacts(record["tracking_run_id"], "weights.pt",
+                                                       str(store.dir(candidate.id)))
+    return store.finish(candidate, record, None)
