@@ -9,6 +9,7 @@ continues a search that was interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from automl.export import export_model
 from automl.fileio import read_json, write_json, write_text
 from automl.graph import Graph
 from automl.preprocess import Preprocessor
-from automl.progress import ConsoleProgress
+from automl.progress import ConsoleProgress, budget_bar
 from automl.search import require_best, run_search, search_identity, start_search, train_and_record
 from automl.store import CandidateStore, load_weights, save_weights
 from automl.strategies import make_searcher
@@ -77,8 +78,9 @@ class ImageClassifier:
                                      callbacks=callbacks) for c in candidates]
 
         search = self.params.search
-        summary = run_search(start, train_batch, store, time_limit=limit, max_candidates=search.max_candidates,
-                             parallel=search.parallel, max_consecutive_failures=search.max_consecutive_failures)
+        with budget_bar(limit, start.spent) if self.verbose else contextlib.nullcontext():
+            summary = run_search(start, train_batch, store, time_limit=limit, max_candidates=search.max_candidates,
+                                 parallel=search.parallel, max_consecutive_failures=search.max_consecutive_failures)
         best = require_best(summary, store)
         self._use(store.graph(best["id"]), store.weights(best["id"]))
         self._save_state(best_id=best["id"])

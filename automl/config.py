@@ -130,10 +130,12 @@ class RunnerConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    """Where pipeline stages write: ``work`` for intermediate outputs, ``export`` for the hand-off."""
+    """Where pipeline stages write: ``work`` for intermediate outputs, ``export`` for the hand-off,
+    ``reports`` for each run's ``<run id>/report.html`` and its pictures."""
 
     work: str = "artifacts"
     export: str = "exported"
+    reports: str = "reports"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ Every bad row is collected and reported in one error, so a user fixes the CSV on
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -126,13 +127,22 @@ def load_image_dataset(
     if not folder.is_dir():
         raise DataError(f"{folder}: images folder not found (named by {csv_path}).")
     images, bad = [], []
-    for line_no, name in enumerate(names, start=2):
+    for line_no, name in enumerate(bar(names, f"reading {csv_path.name}", "images"), start=2):
         try:
             images.append(read_image(resolve_image_path(folder, name)))
         except DataError as exc:
             bad.append(f"line {line_no}: {exc}")
     _raise_bad_rows(csv_path, bad, "fix the files or remove their rows")
     return stack_if_uniform(images), np.asarray(labels)
+
+
+def bar(items: Sequence[Any], desc: str, unit: str) -> Iterable[Any]:
+    """Items with a progress bar on a terminal (none in logs and pipes; ``TQDM_DISABLE=1``: none)."""
+    from tqdm.auto import tqdm
+
+    from automl.progress import bars_disabled
+
+    return tqdm(items, desc=desc, unit=unit, disable=bars_disabled(), leave=False, mininterval=0.5)
 
 
 def stack_if_uniform(images: Sequence[np.ndarray]) -> ImageBatch:
@@ -202,7 +212,7 @@ def write_default_dataset(source: str, csv_path: str | Path, images_path: str | 
     names = [f"{i:05d}.png" for i in range(len(pixels))]
 
     def fill(folder: Path) -> None:
-        for name, img in zip(names, pixels):
+        for name, img in bar(list(zip(names, pixels)), f"writing {source}", "images"):
             Image.fromarray(img).save(folder / name)
 
     atomic_dir(images_path, fill)

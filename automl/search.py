@@ -108,7 +108,7 @@ def _parent_weights(candidate: Candidate, store: CandidateStore) -> dict[str, to
 
 # Params a resumed search may change: the budget, where training runs, and what happens after the search.
 RESUMABLE = ("search.time_limit", "search.max_candidates", "search.max_consecutive_failures", "final_fit.",
-             "paths.export", "train.device", "train.threads", "runner.")
+             "paths.export", "paths.reports", "train.device", "train.threads", "runner.")
 
 
 def search_identity(params: Params, data: TensorData) -> dict[str, Any]:

@@ -97,7 +97,7 @@ class CandidateStore:
         """Weights first, then the record: a record that says complete always has its weights."""
         if state is not None:
             save_weights(state, self.weights_path(candidate.id))
-        record = self._record(candidate, summary)
+        record = {**self._record(candidate, summary), "finished_at": round(time.time(), 3)}
         write_json(self.dir(candidate.id) / "record.json", record)
         self.log(_log_line(record))
         return record

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from automl.config import load_params, parse_set
+from automl.config import Params, load_params, parse_set
 from automl.errors import AutoMLError
+from flows.runlog import run_log
 
 # Offline-friendly defaults: no telemetry, and room for the first start of Prefect's temporary server
 # (it creates its database then, which can take longer than Prefect's default wait).
@@ -26,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "classification, as a tracked, reproducible pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole pipeline (Prefect flow) with params.yaml",
+                         description="Run ingest, split, preprocess, search, final fit, evaluate, report and "
+                         "export under one MLflow run. `automl params` lists every param --set can change.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(run)
     run.add_argument("--csv", help="labels CSV of your own data (first column file name, second label)")
@@ -42,8 +46,23 @@ def _parser() -> argparse.ArgumentParser:
                        "automl-pipeline/NAME)")
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    stage.add_argument("name", help="ingest | split | preprocess | search | final_fit | evaluate | export")
+    stage.add_argument("name", help="ingest | split | preprocess | search | final_fit | evaluate | report | export")
     _common(stage)
+    params = sub.add_parser("params", help="list every param with its default, its value here and its meaning",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(params)
+    params.add_argument("--yaml", action="store_true", help="print a commented params.yaml instead")
+    predict = sub.add_parser("predict", help="print the label and probability of each image",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    predict.add_argument("model", help="an export folder (paths.export, e.g. exported/) or an MLflow URI such as "
+                         "models:/automl-image-classifier@champion")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, or folders of images")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    _common(predict)
+    report = sub.add_parser("report", help="draw the report of a run again from what MLflow keeps of it, "
+                            "into <paths.reports>/RUN_ID/", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    report.add_argument("run_id", help="the MLflow parent run id (printed at the end of automl run)")
+    _common(report)
     return parser
 
 
@@ -64,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise AutoMLError("--csv and --images go together: the CSV names files inside the images folder.")
             overrides.update({"data.csv": args.csv, "data.images": args.images, "data.source": ""})
         params = load_params(args.params, overrides)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args, params)
         if args.command == "stage":
             from tasks.stages import run_stage
 
@@ -74,6 +95,17 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(params, args.name, args.cron)
             return 0
+        return _run(args, params)
+    except AutoMLError as exc:
+        print(f"automl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, params: Params) -> int:
+    """The pipeline, its console copied to ``<paths.work>/logs/``, then moved next to its report."""
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # no progress bars, here or in worker processes
+    with run_log(Path(params.paths.work, "logs")) as log:
         from flows.pipeline import run_pipeline
         from flows.runners import task_runner
         from tasks.data import check_user_data
@@ -81,11 +113,47 @@ def main(argv: list[str] | None = None) -> int:
         check_user_data(params)
         task_runner(params)  # a runner that cannot start (prefect-dask missing) fails before any work
         result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
-    except AutoMLError as exc:
-        print(f"automl: error: {exc}", file=sys.stderr)
-        return 2
-    _summary(result)
+        _summary(result)
+    if "folder" in result["report"]:
+        log = Path(shutil.move(log, Path(result["report"]["folder"], "run.log")))
+    print(f"Log: {log}")
     return 0
+
+
+def _params(args: argparse.Namespace, params: Params) -> int:
+    from automl.params_doc import params_yaml, table
+
+    if args.yaml:
+        print(params_yaml(params), end="")
+        return 0
+    for key, default, value, meaning in table(params):
+        differs = f" (default {default!r})" if value != default else ""
+        print(f"{key} = {value!r}{differs}\n    {meaning}")
+    return 0
+
+
+def _predict(args: argparse.Namespace, params: Params) -> int:
+    from automl.predict import ExportedModel, image_files
+    from tasks.registry import model_folder
+
+    model = ExportedModel(model_folder(args.model, params))
+    for path in image_files(args.inputs):
+        found = model.predict_file(path)
+        if args.json:
+            print(json.dumps({"path": str(path), "label": found.label, "probability": round(found.probability, 6)}))
+        else:
+            print(f"{path}\t{found.label}\t{found.probability:.4f}")
+    return 0
+
+
+def _report(args: argparse.Namespace, params: Params) -> int:
+    from tasks.report import regenerate
+
+    print(f"Report: {regenerate(params, args.run_id)['html']}")
+    return 0
+
+
+COMMANDS = {"params": _params, "predict": _predict, "report": _report}
 
 
 def _summary(result: dict) -> None:
@@ -95,6 +163,7 @@ def _summary(result: dict) -> None:
           f"{metrics['n_candidates']} candidate(s))")
     print(f"Exported: {Path(exported['torchscript']).parent}/ (TorchScript, ONNX, labels.json)")
     print(f"MLflow model: {exported['model_uri']} (parent run {exported['run_id']})")
+    print(f"Report: {result['report'].get('html') or 'not written (' + result['report']['error'] + ')'}")
     if registered := exported.get("registered"):
         print(f"Registered: {registered['uri']} (version {registered['version']}: {registered['reason']})")
     print("Browse runs: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --workers 1")

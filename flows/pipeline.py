@@ -1,8 +1,9 @@
 """The pipeline flow: ingest -> split -> preprocess -> search (a mapped task per candidate) -> final fit
--> evaluate -> export, all tracked under one MLflow parent run. It contains no algorithm of its own."""
+-> evaluate -> report -> export, all tracked under one MLflow parent run. It contains no algorithm of its own."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from automl.searcher import Candidate
 from automl.store import CandidateStore
 from automl.timing import Stopwatch
 from flows import runners
-from tasks import data, model, remote, tracking
+from tasks import data, model, remote, report, tracking
 from tasks.search import best_accuracy, run_search_step, train_candidate_task
 
 
@@ -53,6 +54,18 @@ def _result(future: Any, candidate: Candidate, store: CandidateStore, local: boo
         return store.fail(candidate, exc)
 
 
+def _report(params: Params) -> dict[str, Any]:
+    """The run report, or why there is none: a report that cannot be drawn does not cost the user the
+    model, which is exported next either way."""
+    try:
+        return report.report(params)
+    except Exception as exc:
+        if stops_the_run(exc):
+            raise
+        print(f"[report] not written: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
+        return {"error": f"{exc.__class__.__name__}: {exc}"}
+
+
 def _stage(name: str, quiet: bool) -> None:
     if not quiet:
         print(f"[{name}] {time.strftime('%H:%M:%S')}", flush=True)
@@ -86,14 +99,16 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
         model.final_fit(p, quiet)
         _stage("evaluate", quiet)
         metrics = model.evaluate(p)
+        _stage("report", quiet)
+        reported = _report(p)
         _stage("export", quiet)
         exported = model.export(p)
     except BaseException:
         if parent_run_id:  # unknown when a resumed search failed: its run is left as the crash left it
             tracking.finish_run(p, parent_run_id, "FAILED")
         raise
-    return {"ingest": ingested, "split": split, "search": searched, "metrics": metrics, "export": exported,
-            "timing": timing}
+    return {"ingest": ingested, "split": split, "search": searched, "metrics": metrics, "report": reported,
+            "export": exported, "timing": timing}
 
 
 def run_pipeline(params: Params, quiet: bool = False, resume: bool = False) -> dict[str, Any]:

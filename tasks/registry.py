@@ -16,6 +16,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from automl.config import Params
+from automl.errors import AutoMLError
 from tasks import tracking
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -54,3 +55,17 @@ def _alias(client: Any, name: str, test_accuracy: float, split: str) -> tuple[st
     if test_accuracy > best:
         return CHAMPION, f"test accuracy {test_accuracy:.4f} beats the champion's {best:.4f}"
     return CHALLENGER, f"test accuracy {test_accuracy:.4f} does not beat the champion's {best:.4f}"
+
+
+def model_folder(ref: str, params: Params) -> Path:
+    """A local folder holding the model ``ref`` names: the folder itself, or a ``models:/`` or
+    ``runs:/`` URI downloaded from the tracking server of ``params``."""
+    if "://" not in ref and ":/" not in ref:
+        return Path(ref)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(params))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref))
+    except MlflowException as exc:
+        raise AutoMLError(f"{ref}: cannot load it from {tracking.tracking_uri(params)} ({exc.message}).") from None

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from automl.config import Params
 from automl.fileio import read_json, write_json
-from automl.progress import ConsoleProgress
+from automl.progress import ConsoleProgress, budget_bar
 from automl.search import BatchTrainer, require_best, run_search, search_identity, start_search, train_and_record
 from automl.searcher import Candidate
 from automl.store import CandidateStore
@@ -88,9 +88,10 @@ def run_search_step(params: Params, parent_run_id: str | None = None,
     parent_run_id = parent_run_id or tracking.start_parent_run(params)
     write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
     search = params.search
-    summary = run_search(start, make_trainer(params, parent_run_id), store, time_limit=search.time_limit,
-                         max_candidates=search.max_candidates, parallel=search.parallel,
-                         max_consecutive_failures=search.max_consecutive_failures)
+    with budget_bar(search.time_limit, start.spent):
+        summary = run_search(start, make_trainer(params, parent_run_id), store, time_limit=search.time_limit,
+                             max_candidates=search.max_candidates, parallel=search.parallel,
+                             max_consecutive_failures=search.max_consecutive_failures)
     best = require_best(summary, store)
     result = {"best_id": best["id"], "best_val_accuracy": best["val_accuracy"],
               "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,

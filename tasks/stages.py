@@ -18,6 +18,7 @@ STAGES: dict[str, str] = {  # stage -> module:function (a Prefect task's body, o
     "search": "tasks.search:run_search_step",
     "final_fit": "tasks.model:final_fit",
     "evaluate": "tasks.model:evaluate",
+    "report": "tasks.report:report",
     "export": "tasks.model:export",
 }
 

@@ -59,6 +59,7 @@ def tiny_params(tmp_path: Path) -> Params:
         "preprocess.image_size": 12, "train.max_epochs": 2, "train.batch_size": 64, "train.threads": 2,
         "search.time_limit": 60, "final_fit.epochs": 1,
         "paths.work": str(tmp_path / "artifacts"), "paths.export": str(tmp_path / "exported"),
+        "paths.reports": str(tmp_path / "reports"),
         "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
 
 

@@ -12,9 +12,20 @@ def automl(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
 
 def test_help_lists_commands_and_defaults():
     out = automl("--help")
-    assert out.returncode == 0 and "run" in out.stdout and "stage" in out.stdout
+    assert out.returncode == 0
+    assert all(command in out.stdout for command in ("run", "params", "predict", "report", "serve", "stage"))
     run = automl("run", "--help")
-    assert "--set KEY=VALUE" in run.stdout and "params.yaml" in run.stdout and "--csv" in run.stdout
+    assert "--set KEY=VALUE" in run.stdout and "--csv" in run.stdout and "automl params" in run.stdout
+    assert " ".join(run.stdout.split()).count("(default: ") >= 6 and "(default: params.yaml)" in " ".join(run.stdout.split())
+
+
+def test_params_lists_every_param_with_its_default_value_and_meaning():
+    from automl.config import valid_keys
+
+    out = automl("params", "--set", "search.time_limit=60")
+    assert out.returncode == 0
+    assert "search.time_limit = 60.0 (default 300.0)\n    seconds for the whole search" in out.stdout
+    assert all(f"\n{key} = " in "\n" + out.stdout for key in valid_keys())
 
 
 def test_unknown_set_key_is_an_error_listing_valid_keys():

@@ -51,7 +51,8 @@ def test_dvc_repro_runs_the_pipeline_then_nothing_and_a_teammate_pulls_it(tmp_pa
     assert 0.2 < values["test_accuracy"] <= 1  # 5,000 real digits, one epoch at 12x12
     assert len((tmp_path / "data/mnist5k/labels.csv").read_text().splitlines()) == 5001
     assert (tmp_path / "exported/model.onnx").exists()
-    assert "curves.csv" in sh("dvc", "plots", "show", "--json", cwd=tmp_path).stdout
+    plots = sh("dvc", "plots", "show", "--json", cwd=tmp_path).stdout
+    assert all(name in plots for name in ("curves.csv", "trajectory.csv", "predictions.csv"))
 
     second = sh("dvc", "repro", cwd=tmp_path)
     assert second.returncode == 0 and "Running stage" not in second.stdout
@@ -65,7 +66,8 @@ def test_dvc_repro_runs_the_pipeline_then_nothing_and_a_teammate_pulls_it(tmp_pa
     teammate = tmp_path.parent / "teammate"
     teammate.mkdir()
     in_git = ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", "pyproject.toml",
-              "artifacts/metrics.json", "artifacts/final/curves.csv")  # metrics and plots: cache: false, in git
+              "artifacts/metrics.json", "artifacts/final/curves.csv",  # metrics and plots: cache: false, in git
+              "artifacts/report/trajectory.csv", "artifacts/report/predictions.csv")
     for name in in_git:
         (teammate / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / name, teammate / name)

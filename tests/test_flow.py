@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from automl.store import CandidateStore
+from flows.cli import main
 from flows.pipeline import run_pipeline
 
 PYFUNC_PREDICT = """
@@ -30,7 +31,8 @@ def flow_run(prefect_harness, digits_on_disk, tmp_path_factory):
         "data.source": "", "data.csv": str(csv_path), "data.images": str(images),
         "preprocess.image_size": 12, "train.max_epochs": 2, "train.threads": 2, "search.time_limit": 25,
         "search.parallel": 2, "runner.kind": "dask", "final_fit.epochs": 1, "paths.work": str(tmp / "artifacts"),
-        "paths.export": str(tmp / "exported"), "tracking.uri": f"sqlite:///{tmp / 'mlflow.db'}"})
+        "paths.export": str(tmp / "exported"), "paths.reports": str(tmp / "reports"),
+        "tracking.uri": f"sqlite:///{tmp / 'mlflow.db'}"})
     result = run_pipeline(params, quiet=True)
     return params, result, MlflowClient(params.tracking.uri)
 
@@ -92,6 +94,49 @@ def test_a_dask_local_cluster_trains_candidates_in_two_worker_processes_through_
         sent = Path(client.download_artifacts(run.info.run_id, "weights.pt"))
         assert store.weights_path(candidate_id).read_bytes() == sent.read_bytes()
         assert store.record(candidate_id)["tracking_run_id"] == run.info.run_id
+
+
+@pytest.mark.slow
+def test_the_run_writes_its_report_logs_it_to_mlflow_and_automl_report_draws_it_again(flow_run, capsys):
+    params, result, client = flow_run
+    run_id = result["export"]["run_id"]
+    html = Path(result["report"]["html"])
+    assert html == Path(params.paths.reports, run_id, "report.html")
+    text = html.read_text()
+    for section in ("trajectory", "lineage", "architecture", "confusion", "per-class", "misclassified", "candidates"):
+        assert f'<section id="{section}">' in text
+    assert text.count("<tr><td>") == result["search"]["n_candidates"]  # one table row per candidate
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "report")}
+    assert {"report.html", "report_data.json", "trajectory.png", "misclassified.png"} <= logged
+    trajectory = Path(params.paths.work, "report", "trajectory.csv").read_text().splitlines()
+    assert trajectory[0] == "candidate,seconds,val_accuracy,best_so_far" and len(trajectory) >= 2
+    assert len(Path(params.paths.work, "report", "predictions.csv").read_text().splitlines()) == 1 + 80
+
+    html.unlink()
+    assert main(["report", run_id, "--set", f"tracking.uri={params.tracking.uri}",
+                 "--set", f"paths.reports={params.paths.reports}"]) == 0
+    assert html.read_text().count('<section id="') == text.count('<section id="')
+    assert main(["report", "no-such-run", "--set", f"tracking.uri={params.tracking.uri}"]) == 2
+    assert "run no-such-run: not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_automl_predict_labels_images_with_the_exported_and_the_registered_model(flow_run, capsys):
+    params, result, _ = flow_run
+    test_csv = Path(params.paths.work, "split", "test.csv").read_text().splitlines()[1:]
+    truth = dict(line.rsplit(",", 1) for line in test_csv)
+    images = Path(params.data.images)
+    outputs = []
+    for model in (params.paths.export, "models:/automl-image-classifier@champion"):
+        assert main(["predict", model, *[str(images / name) for name in truth], "--json",
+                     "--set", f"tracking.uri={params.tracking.uri}"]) == 0
+        outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 80
+    assert all(0 < row["probability"] <= 1 and row["label"] in set(truth.values()) for row in outputs[0])
+    accuracy = np.mean([row["label"] == truth[Path(row["path"]).name] for row in outputs[0]])
+    assert accuracy == pytest.approx(result["metrics"]["test_accuracy"], abs=0.05)
+    assert main(["predict", params.paths.work, str(images)]) == 2  # not a model folder: a clear error
+    assert "no model.torchscript.pt" in capsys.readouterr().err
 
 
 @pytest.mark.slow

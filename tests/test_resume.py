@@ -106,3 +106,5 @@ def test_a_killed_pipeline_resumes_into_the_same_mlflow_run(tmp_path, digits):
     assert finished == [1, 2, 3, 4, 5]  # each candidate once, the resumed ones in the same parent run
     assert all(r.info.status != "RUNNING" for r in runs)
     assert json.loads((root / "best.json").read_text())["n_candidates"] == 5
+    run_log = (tmp_path / "reports" / parents[0].info.run_id / "run.log").read_text()  # the console, kept
+    assert "Test accuracy" in run_log and f"Log: reports/{parents[0].info.run_id}/run.log" in out.stdout

@@ -66,7 +66,8 @@ def test_the_pipeline_logs_to_a_tracking_server_over_http(prefect_harness, mlflo
     params = Params().replace(**{
         "data.source": "", "data.csv": str(csv_path), "data.images": str(images), "preprocess.image_size": 12,
         "train.max_epochs": 1, "train.threads": 2, "search.time_limit": 15, "search.max_candidates": 3,
-        "final_fit.epochs": 1, "paths.work": str(tmp_path / "artifacts"), "paths.export": str(tmp_path / "exported")})
+        "final_fit.epochs": 1, "paths.work": str(tmp_path / "artifacts"), "paths.export": str(tmp_path / "exported"),
+        "paths.reports": str(tmp_path / "reports")})
     result = run_pipeline(params, quiet=True)
 
     client = MlflowClient(uri)

@@ -1,0 +1,92 @@
+"""What every param means: the one source of ``automl params`` and of the comments in ``params.yaml``
+(``automl params --yaml`` writes that file; a test keeps the repository's copy identical to it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from automl.config import Params
+
+SECTIONS = {
+    "runner": "where `automl run` trains candidates (Prefect task runners); see README \"Scaling out\"",
+}
+
+HELP = {
+    "seed": "seeds the split, the searcher and every candidate's training",
+    "data.source": "embedded dataset that ingest writes to data/<source>/ ('' = none: your own data)",
+    "data.csv": "labels CSV: first column file name relative to data.images; second: label",
+    "data.images": "folder of the images the CSV names",
+    "data.filename_column": "CSV column of file names ('' = first column)",
+    "data.label_column": "CSV column of labels ('' = second column)",
+    "split.val_fraction": "of all images, stratified by label: ranks candidates during the search",
+    "split.test_fraction": "of all images, stratified by label: only the final model sees it",
+    "preprocess.image_size": "images are resized to image_size x image_size",
+    "train.max_epochs": "per candidate (a child continues from its parent's trained weights)",
+    "train.patience": "epochs without validation improvement before a candidate stops",
+    "train.batch_size": "images per training step",
+    "train.learning_rate": "Adam's learning rate at the start of each candidate",
+    "train.lr_schedule": "cosine: anneal to the end of each candidate's epochs (or the deadline) | constant",
+    "train.weight_decay": "L2 penalty of Adam (its weight_decay)",
+    "train.augment": "random crop with padding (+ horizontal flip if flip)",
+    "train.crop_padding": "pixels of padding the random crop may shift by",
+    "train.flip": "random horizontal flips: wrong for digits and text; right for most photos",
+    "train.threads": "torch threads; 0 = one per core",
+    "train.device": "auto (CUDA when available) | cpu | cuda | cuda:N; parallel candidates spread over GPUs",
+    "train.amp": "mixed precision on CUDA (bf16, else fp16 with loss scaling); CPU stays float32",
+    "search.strategy": "bayesian | random (random morphs: the honest baseline) | initial (seed network only)",
+    "search.time_limit": "seconds for the whole search",
+    "search.max_candidates": "most candidates the search trains",
+    "search.parallel": "candidates proposed per round and trained at once (Prefect tasks)",
+    "search.max_consecutive_failures": "end the search after this many failed candidates in a row (0 = never)",
+    "search.beta": "UCB = GP mean + beta * GP std",
+    "search.kernel_lambda": "weight of the skip-connection distance in the edit distance",
+    "search.t_init": "simulated annealing of the acquisition: start temperature",
+    "search.t_min": "simulated annealing: stop temperature",
+    "search.anneal_decay": "simulated annealing: temperature factor per expansion",
+    "search.neighbours": "random morphs tried per expanded architecture",
+    "search.max_depth": "most conv layers a candidate may have",
+    "search.max_width": "most filters / units of any layer",
+    "search.operations": "allowed morphs, comma-separated ('' = all): deeper_conv,deeper_dense,wider_conv,"
+                         "wider_dense,skip_add,skip_concat,shrink_remove,shrink_narrow",
+    "search.max_memory_mb": "training memory per candidate; 0 = 80% of free GPU memory, or 25% of RAM on CPU",
+    "final_fit.retrain": "true: re-initialize the best architecture; false: continue its weights",
+    "final_fit.epochs": "epochs of the final fit on train+val (no early stopping: no validation left)",
+    "tracking.uri": "'' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
+    "tracking.experiment": "MLflow experiment of the runs",
+    "tracking.registered_model": "Model Registry name ('' = do not register); alias champion or challenger",
+    "runner.kind": "thread (this process) | process (local process pool) | dask (LocalCluster, or address)",
+    "runner.address": "tcp://host:8786 of a running Dask scheduler ('' = start a LocalCluster here)",
+    "runner.workers": "local processes, one candidate each (0 = search.parallel)",
+    "paths.work": "intermediate stage outputs",
+    "paths.export": "TorchScript, ONNX and labels for hand-off",
+    "paths.reports": "<run id>/report.html and its PNGs, also logged to the run in MLflow",
+}
+
+HEADER = ("# Every knob of a pipeline run. `automl run --set section.key=value` overrides any of them;\n"
+          "# `dvc repro` re-runs the stages whose params changed. `automl params` explains each one.\n")
+
+
+def table(params: Params) -> list[tuple[str, Any, Any, str]]:
+    """(key, default, value in ``params``, meaning) for every param, in ``params.yaml`` order."""
+    defaults = Params().flat()
+    return [(key, defaults[key], value, HELP[key]) for key, value in params.flat().items()]
+
+
+def params_yaml(params: Params) -> str:
+    """``params`` as a ``params.yaml`` with each key's meaning as its comment."""
+    lines, section = [HEADER.rstrip("\n")], ""
+    for key, value in params.flat().items():
+        head, _, leaf = key.rpartition(".")
+        if head != section:
+            section = head
+            lines.append(f"{head}:" + (f"                    # {SECTIONS[head]}" if head in SECTIONS else ""))
+        indent = "  " if head else ""
+        text = f"{indent}{leaf}: {_scalar(value)}"
+        lines.append(f"{text:<27}# {HELP[key]}" if len(text) < 27 else f"{text}  # {HELP[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()

@@ -1,0 +1,109 @@
+"""The run report step: gather the search's records and the final model's test predictions, draw
+``reports/<run id>/`` (``automl.report``), log it to the MLflow parent run, and write the CSVs that
+``dvc plots`` shows (the trajectory, and the test predictions as a confusion matrix)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mlflow.exceptions import MlflowException
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from automl.config import Params
+from automl.data import read_image, read_labels_csv, resolve_image_path
+from automl.errors import AutoMLError
+from automl.fileio import atomic_path, read_json, write_json
+from automl.report import render, report_data, search_origin
+from automl.store import CandidateStore
+from automl.trainer import predict_logits
+from tasks import tracking
+from tasks.data import load_preprocessor, load_split, work_dir
+from tasks.model import load_final
+from tasks.search import parent_run_of
+
+DATA_FILE = "report_data.json"
+ARTIFACT_DIR = "report"
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report(params: Params) -> dict[str, Any]:
+    """Write ``<paths.reports>/<run id>/report.html`` and its PNGs; log them to the parent run."""
+    run_id = parent_run_of(params)
+    data = collect(params, run_id)
+    write_plot_data(params, data)
+    return publish(params, run_id, data)
+
+
+def collect(params: Params, run_id: str) -> dict[str, Any]:
+    """Everything the report shows, from the run's files under ``paths.work``; the raw test images are
+    read again only for the misclassified ones (the tensors are normalized and resized)."""
+    classes = load_preprocessor(params).classes
+    x, y = load_split(params.paths.work, "test")
+    probabilities = torch.softmax(predict_logits(load_final(params), x), 1).numpy()
+    names, _ = read_labels_csv(work_dir(params, "split", "test.csv"))
+    folder = Path(params.data.images)
+    metrics = read_json(Path(params.paths.work, "metrics.json"))
+    best = read_json(work_dir(params, "search", "best.json"))
+    summary = {"test accuracy": metrics["test_accuracy"], "test images": metrics["test_size"],
+               "candidates": best["n_candidates"], "failed candidates": best["n_failed"],
+               "best candidate": f"#{best['best_id']} (validation accuracy {best['best_val_accuracy']:.4f})",
+               "search seconds": best["search_seconds"],
+               "data": tracking.loggable_params({"csv": params.data.csv})["csv"],
+               "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    meta = {"run_id": run_id, "summary": summary, "params": tracking.loggable_params(params.flat())}
+    return report_data(CandidateStore(work_dir(params, "search")).records(),
+                       read_json(work_dir(params, "final", "graph.json")), classes, y.numpy(), probabilities,
+                       lambda i: read_image(resolve_image_path(folder, names[i])), meta)
+
+
+def publish(params: Params, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Render into ``<paths.reports>/<run_id>/`` and log the folder as the parent run's ``report/``."""
+    out = Path(params.paths.reports, run_id)
+    write_json(out / DATA_FILE, data)
+    paths = render(data, out)
+    tracking.client_for(params).log_artifacts(run_id, str(out), ARTIFACT_DIR)
+    return {"html": str(paths["html"]), "folder": str(out)}
+
+
+def regenerate(params: Params, run_id: str) -> dict[str, Any]:
+    """Draw a run's report again from the data logged with it (``automl report RUN_ID``)."""
+    client = tracking.client_for(params)
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        raise AutoMLError(f"run {run_id}: not found in {tracking.tracking_uri(params)} ({exc.message}).") from None
+    if DATA_FILE not in {Path(a.path).name for a in client.list_artifacts(run_id, ARTIFACT_DIR)}:
+        raise AutoMLError(f"run {run_id}: it has no {ARTIFACT_DIR}/{DATA_FILE} (not a pipeline run, or one made "
+                          "before reports existed).")
+    data = read_json(client.download_artifacts(run_id, f"{ARTIFACT_DIR}/{DATA_FILE}"))
+    return publish(params, run_id, data)
+
+
+def write_plot_data(params: Params, data: dict[str, Any]) -> None:
+    """``trajectory.csv`` and ``predictions.csv`` under ``paths.work/report/`` for ``dvc plots``."""
+    out = work_dir(params, "report")
+    origin, best = search_origin(data["candidates"]), 0.0
+    rows = []
+    for c in sorted(data["candidates"], key=lambda c: c.get("finished_at") or 0):
+        if c["status"] == "complete" and c.get("val_accuracy") is not None and c.get("finished_at"):
+            best = max(best, c["val_accuracy"])
+            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2),
+                         "val_accuracy": c["val_accuracy"], "best_so_far": best})
+    _write_csv(out / "trajectory.csv", ["candidate", "seconds", "val_accuracy", "best_so_far"], rows)
+    matrix, classes = np.asarray(data["confusion"]), data["classes"]
+    pairs = [{"actual": classes[i], "predicted": classes[j]} for i in range(len(classes))
+             for j in range(len(classes)) for _ in range(int(matrix[i, j]))]
+    _write_csv(out / "predictions.csv", ["actual", "predicted"], pairs)
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
