@@ -6,6 +6,7 @@ run would load as if complete. ``os.replace`` is atomic on one filesystem.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -38,6 +39,14 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str | Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    """Rows as a CSV with a header; keys of a row beyond ``fields`` are left out."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_json(path: str | Path) -> Any:

@@ -38,7 +38,7 @@ def report_data(records: list[dict[str, Any]], final_graph: dict[str, Any], clas
     return {
         "meta": meta,
         "classes": [str(c) for c in classes],
-        "candidates": [_row(r) for r in records],
+        "candidates": [candidate_row(r) for r in records],
         "final_graph": final_graph,
         "confusion": matrix.tolist(),
         "misclassified": [{"index": int(i), "true": str(classes[y_true[i]]), "predicted": str(classes[predicted[i]]),
@@ -47,7 +47,8 @@ def report_data(records: list[dict[str, Any]], final_graph: dict[str, Any], clas
     }
 
 
-def _row(record: dict[str, Any]) -> dict[str, Any]:
+def candidate_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's record as the report keeps it: the table's columns and the trajectory's times."""
     info = record.get("info", {})
     return {"id": record["id"], "parent_id": record.get("parent_id"), "operation": record.get("operation"),
             "status": record["status"], "n_params": record.get("n_params"),
@@ -63,10 +64,20 @@ def per_class_accuracy(data: dict[str, Any]) -> dict[str, float]:
     return {c: float(matrix[i, i] / totals[i]) for i, c in enumerate(data["classes"]) if totals[i]}
 
 
-def search_origin(candidates: list[dict[str, Any]]) -> float:
-    """When the search started, as well as the records tell: the earliest finish minus its wall time."""
-    starts = [c["finished_at"] - (c["wall"] or 0.0) for c in candidates if c.get("finished_at")]
-    return min(starts) if starts else 0.0
+def trajectory(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Complete candidates in the order they finished: seconds since the search started (the earliest
+    finish minus its wall time, as well as the records tell), validation accuracy, best so far."""
+    done = sorted((c for c in candidates if c.get("finished_at")), key=lambda c: c["finished_at"])
+    origin = min((c["finished_at"] - (c["wall"] or 0.0) for c in done), default=0.0)
+    rows, best = [], 0.0
+    for c in done:
+        if c["status"] == "complete" and c.get("val_accuracy") is not None:
+            best = max(best, c["val_accuracy"])
+            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2),
+                         "val_accuracy": c["val_accuracy"], "best_so_far": best})
+        elif c["status"] == "failed":
+            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2), "failed": True})
+    return rows
 
 
 def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
@@ -74,7 +85,7 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = {
-        "trajectory": lambda: report_plots.trajectory(data["candidates"], search_origin(data["candidates"])),
+        "trajectory": lambda: report_plots.trajectory(trajectory(data["candidates"])),
         "lineage": lambda: report_plots.lineage(data["candidates"]),
         "architecture": lambda: report_plots.architecture(data["final_graph"]),
         "confusion": lambda: report_plots.confusion(np.asarray(data["confusion"]), data["classes"]),

@@ -20,23 +20,22 @@ LAYER_COLOURS = {"conv": "#9ecae1", "batchnorm": "#e0e0e0", "relu": "#f0f0f0", "
                  "concat": "#bcbddc", "softmax": "#fcbba1"}
 
 
-def trajectory(records: list[dict[str, Any]], origin: float) -> Figure:
+def trajectory(points: list[dict[str, Any]]) -> Figure:
     """Validation accuracy of each candidate against the time it finished, the best-so-far line, and
-    failed candidates as red crosses on the x axis."""
+    failed candidates as red crosses on the x axis (``points``: ``automl.report.trajectory``)."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    done = sorted((r for r in records if r.get("finished_at")), key=lambda r: r["finished_at"])
-    ok = [r for r in done if r["status"] == "complete" and r.get("val_accuracy") is not None]
-    failed = [r for r in done if r["status"] == "failed"]
+    ok = [p for p in points if not p.get("failed")]
+    failed = [p for p in points if p.get("failed")]
     if ok:
-        xs = [r["finished_at"] - origin for r in ok]
-        ax.scatter(xs, [r["val_accuracy"] for r in ok], s=28, zorder=3, label="candidate")
-        best = np.maximum.accumulate([r["val_accuracy"] for r in ok])
-        ax.step(xs, best, where="post", color="black", lw=1.5, label="best so far")
-        for r, x in zip(ok, xs):
-            ax.annotate(f"#{r['id']}", (x, r["val_accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        xs = [p["seconds"] for p in ok]
+        ax.scatter(xs, [p["val_accuracy"] for p in ok], s=28, zorder=3, label="candidate")
+        ax.step(xs, [p["best_so_far"] for p in ok], where="post", color="black", lw=1.5, label="best so far")
+        for p, x in zip(ok, xs):
+            ax.annotate(f"#{p['candidate']}", (x, p["val_accuracy"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
     if failed:
-        ax.scatter([r["finished_at"] - origin for r in failed], [0.0] * len(failed), marker="x", color="red",
-                   s=50, zorder=4, label="failed")
+        ax.scatter([p["seconds"] for p in failed], [0.0] * len(failed), marker="x", color="red", s=50, zorder=4,
+                   label="failed")
     ax.set_xlabel("seconds since the search started")
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(-0.03, 1.03)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from automl.builder import build_module
 from automl.config import Params
 from automl.export import export_model
-from automl.fileio import atomic_path, read_json, write_json, write_text
+from automl.fileio import read_json, write_csv, write_json, write_text
 from automl.graph import Graph
 from automl.progress import ConsoleProgress
 from automl.store import CandidateStore, load_weights, save_weights
@@ -40,10 +39,7 @@ def final_fit(params: Params, quiet: bool = False) -> dict[str, Any]:
     out = work_dir(params, "final")
     save_weights(result.state, out / "weights.pt")
     write_text(out / "graph.json", graph.to_json())
-    with atomic_path(out / "curves.csv") as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "train_loss"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(result.history)
+    write_csv(out / "curves.csv", ["epoch", "train_loss"], result.history)
     run_id = parent_run_of(params)
     for row in result.history:
         tracking.log_metrics(params, run_id, {"final_fit_train_loss": row["train_loss"]}, step=row["epoch"])

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from prefect.cache_policies import NO_CACHE
 from automl.config import Params
 from automl.data import read_image, read_labels_csv, resolve_image_path
 from automl.errors import AutoMLError
-from automl.fileio import atomic_path, read_json, write_json
-from automl.report import render, report_data, search_origin
+from automl.fileio import read_json, write_csv, write_json
+from automl.report import render, report_data, trajectory
 from automl.store import CandidateStore
 from automl.trainer import predict_logits
 from tasks import tracking
@@ -88,22 +87,9 @@ def regenerate(params: Params, run_id: str) -> dict[str, Any]:
 def write_plot_data(params: Params, data: dict[str, Any]) -> None:
     """``trajectory.csv`` and ``predictions.csv`` under ``paths.work/report/`` for ``dvc plots``."""
     out = work_dir(params, "report")
-    origin, best = search_origin(data["candidates"]), 0.0
-    rows = []
-    for c in sorted(data["candidates"], key=lambda c: c.get("finished_at") or 0):
-        if c["status"] == "complete" and c.get("val_accuracy") is not None and c.get("finished_at"):
-            best = max(best, c["val_accuracy"])
-            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2),
-                         "val_accuracy": c["val_accuracy"], "best_so_far": best})
-    _write_csv(out / "trajectory.csv", ["candidate", "seconds", "val_accuracy", "best_so_far"], rows)
+    fields = ["candidate", "seconds", "val_accuracy", "best_so_far"]
+    write_csv(out / "trajectory.csv", fields, [p for p in trajectory(data["candidates"]) if not p.get("failed")])
     matrix, classes = np.asarray(data["confusion"]), data["classes"]
     pairs = [{"actual": classes[i], "predicted": classes[j]} for i in range(len(classes))
              for j in range(len(classes)) for _ in range(int(matrix[i, j]))]
-    _write_csv(out / "predictions.csv", ["actual", "predicted"], pairs)
-
-
-def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "predictions.csv", ["actual", "predicted"], pairs)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from automl.graph import initial_graph
 from automl.morph import apply_morph, possible_morphs
-from automl.report import PICTURES, SECTIONS, render, report_data
+from automl.report import PICTURES, SECTIONS, candidate_row, render, report_data, trajectory
 
 
 def records() -> list[dict]:
@@ -54,3 +54,10 @@ def test_the_report_has_every_section_with_non_blank_pictures_and_the_candidate_
         assert min(image.shape) > 150 and image.std() > 5, name  # drawn, not blank
     for blob in embedded:
         assert Image.open(io.BytesIO(base64.b64decode(blob))).size[0] > 150
+
+
+def test_the_trajectory_counts_from_the_search_start_and_keeps_the_best_so_far():
+    rows = trajectory([candidate_row(r) for r in records()])
+    assert [r["candidate"] for r in rows] == [1, 2, 3, 4]
+    assert [r["seconds"] for r in rows] == [3.0, 7.0, 8.0, 12.0]  # the first started at 1000.0
+    assert [r.get("best_so_far") for r in rows] == [0.6, 0.8, None, 0.8] and rows[2]["failed"]
