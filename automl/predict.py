@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from automl.data import read_image
 from automl.errors import DataError
 from automl.export import LABELS_FILE, TORCHSCRIPT_FILE, read_labels
+from automl.preprocess import image_to_chw
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -39,9 +39,7 @@ class ExportedModel:
         self.labels = read_labels(found[LABELS_FILE][0])
 
     def predict_file(self, path: Path) -> Prediction:
-        img = read_image(path)
-        arr = img[:, :, None] if img.ndim == 2 else img
-        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None]
+        x = torch.from_numpy(image_to_chw(read_image(path)))[None]
         with torch.no_grad():
             probs = self.module(x)[0]
         best = int(probs.argmax())

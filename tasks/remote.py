@@ -73,9 +73,8 @@ def train_candidate_remote(candidate: dict[str, Any], params: Params, deadline: 
                            quiet: bool = False, best: float | None = None) -> dict[str, Any]:
     """Train one candidate with nothing from the driver's disk (see the module docstring)."""
     cand = Candidate.from_dict(candidate)
-    uri = tracking.tracking_uri(params)
-    client = MlflowClient(tracking_uri=uri)
-    data = fetched_tensors(uri, parent_run_id)
+    client = tracking.client_for(params)
+    data = fetched_tensors(tracking.tracking_uri(params), parent_run_id)
     with tempfile.TemporaryDirectory(prefix="automl-candidate-") as scratch:
         store = CandidateStore(scratch)
         if cand.parent_id:
