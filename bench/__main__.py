@@ -4,8 +4,8 @@
     python -m bench --quick    # about 3 minutes: smaller runs of the same measurements
 
 Writes ``bench/results/latest.json``. The accuracy table (search strategies and an SVC at 2, 5 and 10
-minute budgets, hours of compute) is produced by ``python -m bench.search_strategies`` and only read
-here, with the command and date that made it.
+minute budgets, hours of compute) is produced by ``python -m bench.search_strategies``, which also
+writes it into ``latest.json``; this command copies it from that benchmark's saved runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from bench import orchestration, searcher_cost, throughput, warm_start
+from bench import orchestration, search_strategies, searcher_cost, throughput, warm_start
 from bench.common import RESULTS
 
 QUICK = {"throughput": {"epochs": 1, "repeats": 2}, "orchestration": {"minutes": 1.5, "image_size": 16},
@@ -32,8 +32,8 @@ def check(name: str, value: float, target: float, higher_is_better: bool) -> str
 
 
 def accuracy_table() -> dict | None:
-    path = RESULTS / "search_strategies.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    rows = search_strategies.load_rows()
+    return search_strategies.accuracy_section(rows) if rows else None
 
 
 def main() -> None:

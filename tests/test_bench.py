@@ -1,0 +1,44 @@
+"""The strategy benchmark's bookkeeping: the headline table must average the right runs, or the README
+and ``latest.json`` would report figures no run produced."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.search_strategies import accuracy_section, inheritance_gaps, summarize
+
+
+def run(strategy: str, seed: int, accuracy: float, budget: float = 600.0, final_epochs: int = 20,
+        overrides: list[str] | None = None, candidates: int = 5) -> dict:
+    return {"dataset": "digits8x8", "budget": budget, "strategy": strategy, "seed": seed,
+            "final_epochs": final_epochs, "overrides": overrides or [], "test_accuracy": accuracy,
+            "n_candidates": candidates}
+
+
+def test_summary_cells_average_over_seeds_per_dataset_budget_and_strategy() -> None:
+    rows = [run("bayesian", 0, 0.96, candidates=40), run("bayesian", 1, 0.98, candidates=50),
+            run("random", 0, 0.97), run("bayesian", 0, 0.90, budget=120.0)]
+    cells = summarize(rows)["digits8x8"]
+    assert cells["600.0"]["bayesian"] == pytest.approx({"mean": 0.97, "std": 0.01, "n": 2, "candidates": 45})
+    assert cells["600.0"]["random"]["n"] == 1
+    assert cells["120.0"]["bayesian"]["mean"] == pytest.approx(0.90)
+
+
+def test_the_headline_table_keeps_only_the_default_protocol_and_lists_the_svc_apart() -> None:
+    rows = [run("bayesian", 0, 0.96), run("bayesian", 1, 0.99, final_epochs=100),
+            run("bayesian", 2, 0.50, overrides=["train.max_epochs=30"]),
+            {"dataset": "digits8x8", "budget": 0, "strategy": "svc", "seed": 0, "final_epochs": 0,
+             "overrides": [], "test_accuracy": 0.98}]
+    section = accuracy_section(rows)
+    assert section["summary"] == {"digits8x8": {"600.0": {"bayesian": {"mean": 0.96, "std": 0.0, "n": 1,
+                                                                       "candidates": 5.0}}}}
+    assert section["svc"] == {"digits8x8": 0.98}
+    assert section["runs"] == rows
+
+
+def test_inheritance_gaps_count_only_children_of_function_preserving_morphs() -> None:
+    records = [{"id": "p", "val_accuracy": 0.9},
+               {"id": "a", "parent_id": "p", "operation": "wider_conv+skip_add", "inherited_val_accuracy": 0.9},
+               {"id": "b", "parent_id": "p", "operation": "deeper_dense", "inherited_val_accuracy": 0.85},
+               {"id": "c", "parent_id": "p", "operation": "shrink_remove", "inherited_val_accuracy": 0.1}]
+    assert inheritance_gaps(records) == pytest.approx([0.0, 0.05])
