@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--search-seconds", type=float, default=120.0)
     args = parser.parse_args()
     out = {"cuda": torch.cuda.is_available(), "throughput": throughput.measure(epochs=1, repeats=2)}
-    print(f"device {out['throughput']['device']}: trainer {out['throughput']['trainer_images_per_s']:.0f} images/s, "
-          f"bare loop {out['throughput']['bare_images_per_s']:.0f}, ratio {out['throughput']['trainer_throughput_ratio']}"
+    tp = out["throughput"]
+    print(f"device {tp['device']}: trainer {tp['trainer_images_per_s']:.0f} images/s, "
+          f"bare loop {tp['bare_images_per_s']:.0f}, ratio {tp['trainer_throughput_ratio']}"
           f" (target >= {throughput.TARGET})", flush=True)
     out["search"] = search(args.search_seconds)
     print(f"search {args.search_seconds:.0f}s: {out['search']['n_candidates']} candidates, "

@@ -184,7 +184,7 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     """Table and plot of the runs matching this command's final epochs and overrides."""
     same = [r for r in rows if r["strategy"] != "svc" and r["final_epochs"] == args.final_epochs
             and r["overrides"] == sorted(args.overrides)]
-    svc = {r["dataset"]: r["test_accuracy"] for r in rows if r["strategy"] == "svc"}
+    svc = svc_scores(rows)
     summary = summarize(same)
     print_table(summary, svc)
     gaps = [g for r in same for g in r.get("inheritance_gaps", [])]
@@ -203,8 +203,11 @@ def accuracy_section(rows: list[dict]) -> dict:
     """The headline table for ``latest.json``: the default protocol's cells, the SVC, and every run."""
     default = [r for r in rows if r["strategy"] != "svc" and r["final_epochs"] == 20 and not r["overrides"]]
     return {"protocol": "search within the budget, 20-epoch final fit, test accuracy over seeds",
-            "summary": summarize(default), "svc": {r["dataset"]: r["test_accuracy"] for r in rows
-                                                  if r["strategy"] == "svc"}, "runs": rows}
+            "summary": summarize(default), "svc": svc_scores(rows), "runs": rows}
+
+
+def svc_scores(rows: list[dict]) -> dict[str, float]:
+    return {r["dataset"]: r["test_accuracy"] for r in rows if r["strategy"] == "svc"}
 
 
 if __name__ == "__main__":

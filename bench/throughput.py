@@ -4,9 +4,10 @@ threads, measured in the same process, alternating.
     python -m bench.throughput [--epochs 2] [--repeats 3]
 
 The bare loop is the least a training loop can do: shuffle, slice, forward, cross-entropy, backward,
-Adam step, in float32 with the data on the device (CUDA when present). The trainer does all that plus what a search needs: batched augmentation, the learning-rate
-schedule, a validation pass and a best-state copy per epoch, the deadline and divergence checks. Its
-images/s counts training images over its whole wall time, validation included. Target: >= 0.9x.
+Adam step, in float32 with the data on the device (CUDA when present). The trainer does all that
+plus what a search needs: batched augmentation, the learning-rate schedule, a validation pass and a
+best-state copy per epoch, the deadline and divergence checks. Its images/s counts training images over
+its whole wall time, validation included. Target: >= 0.9x.
 """
 
 from __future__ import annotations
