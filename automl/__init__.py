@@ -3,7 +3,7 @@ network morphisms (the Auto-Keras method), as a library. The Prefect pipeline li
 
 from automl.classifier import ImageClassifier
 from automl.config import Params, load_params
-from automl.data import load_image_dataset
+from automl.data.images import load_image_dataset
 from automl.errors import AutoMLError, ConfigError, DataError, NotFittedError, SearchError
 
 __all__ = ["ImageClassifier", "load_image_dataset", "Params", "load_params", "AutoMLError", "ConfigError",

@@ -17,19 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl.builder import build_module
+from automl.arch.builder import build_module
 from automl.config import Params, from_dict
-from automl.data import ImageBatch, as_image_list, stratified_split
+from automl.data.images import ImageBatch, as_image_list
+from automl.data.split import stratified_split
 from automl.errors import ConfigError, DataError, NotFittedError
-from automl.export import export_model
+from automl.export.model import export_model
 from automl.fileio import read_json, write_json, write_text
-from automl.graph import Graph
-from automl.preprocess import Preprocessor
-from automl.progress import ConsoleProgress, budget_bar
-from automl.search import require_best, run_search, search_identity, start_search, train_and_record
-from automl.store import CandidateStore, load_weights, save_weights
-from automl.strategies import make_searcher
-from automl.trainer import TensorData, accuracy, predict_logits, train_candidate
+from automl.arch.graph import Graph
+from automl.data.preprocess import Preprocessor
+from automl.report.progress import ConsoleProgress, budget_bar
+from automl.search.loop import require_best, run_search, search_identity, start_search, train_and_record
+from automl.search.store import CandidateStore, load_weights, save_weights
+from automl.search.strategies import make_searcher
+from automl.training.trainer import TensorData, accuracy, predict_logits, train_candidate
 
 STATE_FILE = "classifier.json"
 
@@ -128,7 +129,7 @@ class ImageClassifier:
         return self.preprocessor.decode(proba.argmax(axis=1))
 
     def export(self, out_dir: str | Path) -> dict[str, Path]:
-        """TorchScript, ONNX and labels files with preprocessing built in (see ``automl.export``)."""
+        """TorchScript, ONNX and labels files with preprocessing built in (see ``automl.export.model``)."""
         self._require_fitted()
         return export_model(self.model, self.preprocessor, out_dir)
 

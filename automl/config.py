@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from automl.errors import ConfigError
-from automl.morph import OPERATIONS
+from automl.arch.morph import OPERATIONS
 
-STRATEGIES = ("bayesian", "random", "initial")  # kept in step with automl.strategies.STRATEGY_CLASSES (tested)
+STRATEGIES = ("bayesian", "random", "initial")  # kept in step with automl.search.strategies.STRATEGY_CLASSES (tested)
 RUNNERS = ("thread", "process", "dask")
 
 

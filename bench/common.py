@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.data import stratified_split
-from automl.preprocess import Preprocessor
-from automl.trainer import TensorData
+from automl.data.split import stratified_split
+from automl.data.preprocess import Preprocessor
+from automl.training.trainer import TensorData
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

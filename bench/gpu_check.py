@@ -16,7 +16,7 @@ import time
 import torch
 
 from automl import ImageClassifier, Params
-from automl.data import stratified_split
+from automl.data.split import stratified_split
 from bench import throughput
 from bench.common import RESULTS, load_dataset
 

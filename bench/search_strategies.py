@@ -28,8 +28,8 @@ import numpy as np
 
 from automl import ImageClassifier, Params
 from automl.config import parse_set
-from automl.data import stratified_split
-from automl.morph import PRESERVING
+from automl.data.split import stratified_split
+from automl.arch.morph import PRESERVING
 from bench.common import RESULTS, load_dataset
 
 STRATEGIES = ("bayesian", "random", "initial")

@@ -18,8 +18,8 @@ import math
 import random
 import statistics
 
-from automl.graph import Graph
-from automl.strategies import make_searcher, searcher_from_state
+from automl.arch.graph import Graph
+from automl.search.strategies import make_searcher, searcher_from_state
 from bench.common import RESULTS, timed
 
 TARGET = 0.02  # of one candidate's mean training time, at 100 observations
@@ -53,8 +53,8 @@ def round_seconds(n: int, repeats: int = 3) -> float:
 def seed_network_train_seconds() -> float:
     """Training time of the seed network with the default settings on the default dataset."""
     from automl.config import TrainConfig
-    from automl.graph import initial_graph
-    from automl.trainer import train_candidate
+    from automl.arch.graph import initial_graph
+    from automl.training.trainer import train_candidate
     from bench.common import tensor_data
 
     data, n_classes = tensor_data("mnist5k", 28)

@@ -18,11 +18,11 @@ import json
 import torch
 import torch.nn.functional as F
 
-from automl.builder import build_module
+from automl.arch.builder import build_module
 from automl.config import TrainConfig
-from automl.device import place
-from automl.graph import initial_graph
-from automl.trainer import TensorData, set_threads, train_candidate
+from automl.training.device import place
+from automl.arch.graph import initial_graph
+from automl.training.trainer import TensorData, set_threads, train_candidate
 from bench.common import RESULTS, alternate, tensor_data, timed
 
 TARGET = 0.9

@@ -15,10 +15,10 @@ import json
 import random
 
 from automl.config import TrainConfig
-from automl.graph import initial_graph
-from automl.morph import OPERATIONS, random_morph
-from automl.search import inherit_chain
-from automl.trainer import train_candidate
+from automl.arch.graph import initial_graph
+from automl.arch.morph import OPERATIONS, random_morph
+from automl.search.loop import inherit_chain
+from automl.training.trainer import train_candidate
 from bench.common import RESULTS, tensor_data
 
 

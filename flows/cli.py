@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace, params: Params) -> int:
 
 
 def _params(args: argparse.Namespace, params: Params) -> int:
-    from automl.params_doc import params_yaml, table
+    from flows.params_doc import params_yaml, table
 
     if args.yaml:
         print(params_yaml(params), end="")
@@ -133,7 +133,7 @@ def _params(args: argparse.Namespace, params: Params) -> int:
 
 
 def _predict(args: argparse.Namespace, params: Params) -> int:
-    from automl.predict import ExportedModel, image_files
+    from automl.export.predict import ExportedModel, image_files
     from tasks.registry import model_folder
 
     model = ExportedModel(model_folder(args.model, params))

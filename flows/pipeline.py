@@ -12,9 +12,9 @@ from prefect.task_runners import TaskRunner
 
 from automl.config import Params, from_dict
 from automl.errors import stops_the_run
-from automl.search import BatchTrainer
-from automl.searcher import Candidate
-from automl.store import CandidateStore
+from automl.search.loop import BatchTrainer
+from automl.search.searcher import Candidate
+from automl.search.store import CandidateStore
 from automl.timing import Stopwatch
 from flows import runners
 from tasks import data, model, remote, report, tracking

@@ -2,7 +2,7 @@
 
 Only the candidate tasks go to it: the flow's other steps are short and run in the flow's process.
 Workers of a local pool share the cores (``train.threads`` 0 becomes cores / workers), and with
-GPUs each candidate of a round takes its own (``automl.device.place``), so run one worker per GPU.
+GPUs each candidate of a round takes its own (``automl.training.device.place``), so run one worker per GPU.
 """
 
 from __future__ import annotations

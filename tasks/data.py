@@ -12,11 +12,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from automl.config import Params
-from automl.data import load_image_dataset, read_labels_csv, stratified_split, write_default_dataset
+from automl.data.images import load_image_dataset, read_labels_csv
+from automl.data.split import stratified_split
+from automl.data.embedded import write_default_dataset
 from automl.errors import DataError
 from automl.fileio import atomic_path, read_json, write_json
-from automl.preprocess import Preprocessor
-from automl.trainer import TensorData
+from automl.data.preprocess import Preprocessor
+from automl.report.progress import bar
+from automl.training.trainer import TensorData
 
 SPLITS = ("train", "val", "test")
 DATA_ROOT = "data"
@@ -33,7 +36,7 @@ def ingest(params: Params) -> dict[str, Any]:
     if params.data.source:
         target = embedded_dir(params.data.source)
         if not (target / "labels.csv").exists():
-            write_default_dataset(params.data.source, target / "labels.csv", target / "images")
+            write_default_dataset(params.data.source, target / "labels.csv", target / "images", bar)
     names, labels = read_labels_csv(params.data.csv, params.data.filename_column, params.data.label_column)
     return {"csv": params.data.csv, "images": params.data.images, "n_images": len(names),
             "n_classes": len(set(labels))}
@@ -62,7 +65,7 @@ def split(params: Params) -> dict[str, int]:
 @task(name="preprocess", cache_policy=NO_CACHE)
 def preprocess(params: Params) -> dict[str, Any]:
     """Decode and resize every image once; normalize with training-split statistics; save tensors."""
-    raw = {s: load_image_dataset(work_dir(params, "split", f"{s}.csv"), params.data.images) for s in SPLITS}
+    raw = {s: load_image_dataset(work_dir(params, "split", f"{s}.csv"), params.data.images, progress=bar) for s in SPLITS}
     pre = Preprocessor.fit(*raw["train"], params.preprocess.image_size)
     out = work_dir(params, "preprocessed")
     for name, (x, y) in raw.items():

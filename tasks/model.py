@@ -9,14 +9,14 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from automl.builder import build_module
+from automl.arch.builder import build_module
 from automl.config import Params
-from automl.export import export_model
+from automl.export.model import export_model
 from automl.fileio import read_json, write_csv, write_json, write_text
-from automl.graph import Graph
-from automl.progress import ConsoleProgress
-from automl.store import CandidateStore, load_weights, save_weights
-from automl.trainer import accuracy, predict_logits, train_candidate
+from automl.arch.graph import Graph
+from automl.report.progress import ConsoleProgress
+from automl.search.store import CandidateStore, load_weights, save_weights
+from automl.training.trainer import accuracy, predict_logits, train_candidate
 from tasks import registry, tracking
 from tasks.data import load_preprocessor, load_split, load_tensors, work_dir
 from tasks.search import parent_run_of

@@ -19,9 +19,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from automl.config import Params
-from automl.searcher import Candidate
-from automl.store import CandidateStore
-from automl.trainer import TensorData
+from automl.search.searcher import Candidate
+from automl.search.store import CandidateStore
+from automl.training.trainer import TensorData
 from tasks import tracking
 from tasks.data import load_tensors, work_dir
 from tasks.search import train_with_tracking

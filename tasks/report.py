@@ -1,5 +1,5 @@
 """The run report step: gather the search's records and the final model's test predictions, draw
-``reports/<run id>/`` (``automl.report``), log it to the MLflow parent run, and write the CSVs that
+``reports/<run id>/`` (``automl.report.render``), log it to the MLflow parent run, and write the CSVs that
 ``dvc plots`` shows (the trajectory, and the test predictions as a confusion matrix)."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from automl.config import Params
-from automl.data import read_image, read_labels_csv, resolve_image_path
+from automl.data.images import read_image, read_labels_csv, resolve_image_path
 from automl.errors import AutoMLError
 from automl.fileio import read_json, write_csv, write_json
-from automl.report import render, report_data, trajectory
-from automl.store import CandidateStore
-from automl.trainer import predict_logits
+from automl.report.render import render, report_data, trajectory
+from automl.search.store import CandidateStore
+from automl.training.trainer import predict_logits
 from tasks import tracking
 from tasks.data import load_preprocessor, load_split, work_dir
 from tasks.model import load_final

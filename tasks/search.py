@@ -15,12 +15,12 @@ from prefect.cache_policies import NO_CACHE
 
 from automl.config import Params
 from automl.fileio import read_json, write_json
-from automl.progress import ConsoleProgress, budget_bar
-from automl.search import BatchTrainer, require_best, run_search, search_identity, start_search, train_and_record
-from automl.searcher import Candidate
-from automl.store import CandidateStore
-from automl.strategies import make_searcher
-from automl.trainer import TensorData
+from automl.report.progress import ConsoleProgress, budget_bar
+from automl.search.loop import BatchTrainer, require_best, run_search, search_identity, start_search, train_and_record
+from automl.search.searcher import Candidate
+from automl.search.store import CandidateStore
+from automl.search.strategies import make_searcher
+from automl.training.trainer import TensorData
 from tasks import tracking
 from tasks.data import load_preprocessor, load_tensors, work_dir
 
@@ -76,7 +76,7 @@ def run_search_step(params: Params, parent_run_id: str | None = None,
                     make_trainer: Callable[[Params, str], BatchTrainer] = in_process_trainer,
                     resume: bool = False) -> dict[str, Any]:
     """Search architectures within ``search.time_limit``; write the store and ``best.json``.
-    ``resume``: continue the search saved under ``paths.work`` (see ``automl.search.start_search``)."""
+    ``resume``: continue the search saved under ``paths.work`` (see ``automl.search.loop.start_search``)."""
     root = work_dir(params, "search")
     pre = load_preprocessor(params)
     shape = (pre.channels, pre.image_size, pre.image_size)

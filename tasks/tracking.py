@@ -16,9 +16,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from automl.config import Params
-from automl.searcher import Candidate
-from automl.store import CandidateStore
-from automl.trainer import EpochInfo
+from automl.search.searcher import Candidate
+from automl.search.store import CandidateStore
+from automl.training.trainer import EpochInfo
 
 PARENT_TAG = "mlflow.parentRunId"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from automl import ImageClassifier, NotFittedError
-from automl.data import stratified_split
+from automl.data.split import stratified_split
 from automl.errors import ConfigError
 
 LOAD_EXPORTS = """

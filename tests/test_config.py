@@ -2,7 +2,7 @@ import pytest
 
 from automl.config import Params, load_params, parse_set
 from automl.errors import ConfigError
-from automl.params_doc import HELP, params_yaml
+from flows.params_doc import HELP, params_yaml
 from tests.conftest import REPO
 
 

@@ -1,0 +1,74 @@
+"""The one builder from a ``Graph`` (plain data) to a ``torch.nn.Module``.
+
+Parameters live under ``L<layer id>`` so that a morphed child, which keeps its parent's layer ids,
+can load every parent weight whose shape still fits (see ``load_matching``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from automl.arch.graph import INPUT_ID, Graph, Layer
+
+
+def _module_for(layer: Layer, in_channels: int) -> nn.Module | None:
+    p = layer.params
+    if layer.type == "conv":
+        k = p["kernel_size"]
+        return nn.Conv2d(in_channels, p["filters"], k, stride=p.get("stride", 1), padding=k // 2)
+    if layer.type == "batchnorm":
+        return nn.BatchNorm2d(in_channels)
+    if layer.type == "dense":
+        return nn.Linear(in_channels, p["units"])
+    if layer.type == "dropout":
+        return nn.Dropout(p["rate"])
+    if layer.type == "maxpool":
+        return nn.MaxPool2d(p.get("pool_size", 2), ceil_mode=True)
+    if layer.type == "relu":
+        return nn.ReLU()
+    return None  # global_avg_pool, add, concat, softmax: stateless, handled in forward
+
+
+class GraphModule(nn.Module):
+    """Runs the layers in order; returns the logits (the input of the final softmax layer)."""
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        shapes = graph.shapes()
+        self.order = [(l.id, l.type, tuple(l.inputs)) for l in graph.layers if l.type != "softmax"]
+        self.output_id = graph.layers[-2].id if graph.layers[-1].type == "softmax" else graph.output_id
+        self.ops = nn.ModuleDict()
+        for layer in graph.layers:
+            module = _module_for(layer, shapes[layer.inputs[0]][0])
+            if module is not None:
+                self.ops[f"L{layer.id}"] = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = {INPUT_ID: x}
+        for layer_id, kind, inputs in self.order:
+            if kind == "global_avg_pool":
+                out = values[inputs[0]].mean(dim=(2, 3))
+            elif kind == "add":
+                out = values[inputs[0]]
+                for i in inputs[1:]:
+                    out = out + values[i]
+            elif kind == "concat":
+                out = torch.cat([values[i] for i in inputs], dim=1)
+            else:
+                out = self.ops[f"L{layer_id}"](values[inputs[0]])
+            values[layer_id] = out
+        return values[self.output_id]
+
+
+def build_module(graph: Graph) -> GraphModule:
+    return GraphModule(graph)
+
+
+def load_matching(module: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load every tensor of ``state`` whose name and shape fit ``module``; return the names loaded."""
+    own = module.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    own.update(fitting)
+    module.load_state_dict(own)
+    return sorted(fitting)

@@ -1,0 +1,212 @@
+"""Search strategies behind one ask/tell interface, with their whole state as JSON.
+
+Contract (as KerasTuner's Oracle and Optuna's ask/tell): ``ask(n)`` returns up to ``n`` new candidates
+(fewer, or none when it cannot propose: nothing trained to morph yet, or nothing left); the driver
+trains them however it likes (in-process, Prefect mapped tasks, a cluster) and reports each with
+``tell(id, result)``. A searcher never trains, logs or calls back into its driver, so it can be tested
+with a fake trainer, and its state (``to_state``; ``strategies.searcher_from_state``) can be saved after
+every ``tell`` and restored after a crash.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from automl.config import SearchConfig
+from automl.arch.graph import Graph, initial_graph
+from automl.search.kernel import Descriptor, describe
+from automl.arch.memory import default_memory_limit_mb, estimate_memory_mb
+from automl.arch.morph import MorphLimits, random_morph
+
+
+@dataclass
+class Candidate:
+    """One architecture to train: where it came from and why it was chosen."""
+
+    id: int
+    graph: Graph
+    parent_id: int | None = None
+    operation: str | None = None  # the morphism that made it from its parent; None for the seed
+    info: dict[str, Any] = field(default_factory=dict)  # the searcher's reasoning (UCB, GP mean/std...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "graph": self.graph.to_dict(), "parent_id": self.parent_id,
+                "operation": self.operation, "info": dict(self.info)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+        return cls(int(d["id"]), Graph.from_dict(d["graph"]), d.get("parent_id"), d.get("operation"),
+                   dict(d.get("info", {})))
+
+
+@dataclass
+class Observation:
+    """What the searcher knows of a told candidate."""
+
+    candidate: Candidate
+    status: str  # "complete" | "failed"
+    val_accuracy: float | None
+
+
+Proposal = tuple[Graph, "int | None", "str | None", dict[str, Any]]
+
+
+class Searcher(ABC):
+    """Bookkeeping shared by every strategy; a strategy implements ``_propose``.
+
+    Every strategy starts with the seed's initial network; later proposals are morphs of trained
+    (complete) architectures, never a duplicate of one already asked, never over the memory limit.
+    """
+
+    name = "base"
+    until_deadline = False  # train each candidate for the whole remaining budget, not to patience
+
+    def __init__(self, input_shape: tuple[int, ...], n_classes: int, seed: int = 0,
+                 config: SearchConfig | None = None, batch_size: int = 128) -> None:
+        self.input_shape = tuple(input_shape)
+        self.n_classes = n_classes
+        self.seed = seed
+        self.config = config or SearchConfig()
+        self.batch_size = batch_size
+        self.rng = random.Random(seed)
+        self.limits = MorphLimits(self.config.max_depth, self.config.max_width, self.config.allowed_operations())
+        self.memory_limit_mb = self.config.max_memory_mb or default_memory_limit_mb()
+        self.next_id = 1
+        self.pending: dict[int, Candidate] = {}
+        self.observations: list[Observation] = []
+
+    def ask(self, n: int = 1) -> list[Candidate]:
+        """Up to ``n`` new candidates; the first is always the seed's initial network."""
+        if self.next_id == 1:
+            proposals: list[Proposal] = [(initial_graph(self.input_shape, self.n_classes), None, None, {})]
+        else:
+            proposals = self._propose(n)
+        out = []
+        for graph, parent_id, operation, info in proposals[:n]:
+            info = {**info, "estimated_memory_mb": round(self.memory_mb(graph), 1)}
+            if self.until_deadline:
+                info["until_deadline"] = True
+            candidate = Candidate(self.next_id, graph, parent_id, operation, info)
+            self.next_id += 1
+            self.pending[candidate.id] = candidate
+            out.append(candidate)
+        return out
+
+    def tell(self, candidate_id: int, result: dict[str, Any]) -> None:
+        """Report a trained (or failed) candidate: ``result`` has ``status`` and ``val_accuracy``;
+        a failure whose ``error`` says out of memory lowers the memory limit below that candidate."""
+        candidate = self.pending.pop(candidate_id, None)
+        if candidate is None:
+            raise KeyError(f"candidate {candidate_id} was not asked for, or was told already")
+        status = result.get("status", "failed")
+        acc = result.get("val_accuracy") if status == "complete" else None
+        if status == "failed" and "out of memory" in str(result.get("error", "")).lower():
+            self.memory_limit_mb = min(self.memory_limit_mb, 0.9 * self.memory_mb(candidate.graph))
+        self.observations.append(Observation(candidate, status, acc))
+        if status == "complete" and acc is not None:
+            self._observed(candidate, acc)
+
+    def best(self) -> Observation | None:
+        done = self.complete()
+        return max(done, key=lambda o: o.val_accuracy) if done else None
+
+    def complete(self) -> list[Observation]:
+        return [o for o in self.observations if o.status == "complete" and o.val_accuracy is not None]
+
+    # --- helpers for strategies ------------------------------------------------------------
+    def memory_mb(self, graph: Graph) -> float:
+        return estimate_memory_mb(graph, self.batch_size)
+
+    def known(self) -> set[Descriptor]:
+        """Architectures already asked (trained, failed or pending): never proposed again."""
+        graphs = [o.candidate.graph for o in self.observations] + [c.graph for c in self.pending.values()]
+        return {describe(g) for g in graphs}
+
+    def random_child(self, graph: Graph, known: set[Descriptor]) -> Graph | None:
+        """One random morph of ``graph`` if it is new and fits in memory (then added to ``known``)."""
+        child = random_morph(graph, self.rng, self.limits)
+        if child is None or self.memory_mb(child) > self.memory_limit_mb:
+            return None
+        key = describe(child)
+        if key in known:
+            return None
+        known.add(key)
+        return child
+
+    def _observed(self, candidate: Candidate, val_accuracy: float) -> None:
+        """Hook for strategies that keep derived state (the Bayesian distance cache)."""
+
+    @abstractmethod
+    def _propose(self, n: int) -> list[Proposal]:
+        """Return up to ``n`` (graph, parent id, operation, info) tuples."""
+
+    # --- state -----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "strategy": self.name,
+            "input_shape": list(self.input_shape),
+            "n_classes": self.n_classes,
+            "seed": self.seed,
+            "config": asdict(self.config),
+            "batch_size": self.batch_size,
+            "memory_limit_mb": self.memory_limit_mb,
+            "rng": [version, list(internal), gauss],
+            "next_id": self.next_id,
+            "pending": [c.to_dict() for c in self.pending.values()],
+            "observations": [{"candidate": o.candidate.to_dict(), "status": o.status,
+                              "val_accuracy": o.val_accuracy} for o in self.observations],
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.next_id = int(state["next_id"])
+        self.memory_limit_mb = float(state["memory_limit_mb"])
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.pending = {c.id: c for c in (Candidate.from_dict(d) for d in state["pending"])}
+        self.observations = []
+        for o in state["observations"]:
+            obs = Observation(Candidate.from_dict(o["candidate"]), o["status"], o["val_accuracy"])
+            self.observations.append(obs)
+            if obs.status == "complete" and obs.val_accuracy is not None:
+                self._observed(obs.candidate, obs.val_accuracy)
+
+
+def operations_between(parent: Graph, child: Graph) -> str:
+    """The morphs that made ``child`` from ``parent``, e.g. ``wider_conv+skip_add``."""
+    return "+".join(step["op"] for step in child.history[len(parent.history):])
+
+
+class InitialSearcher(Searcher):
+    """Trains only the seed's initial network, for the whole budget (keeping its best epoch): the
+    baseline every other strategy must beat."""
+
+    name = "initial"
+    until_deadline = True
+
+    def _propose(self, n: int) -> list[Proposal]:
+        return []
+
+
+class RandomSearcher(Searcher):
+    """Uniformly random morphs of uniformly random trained architectures: the same space and the same
+    training as the Bayesian search, without the model; the honest baseline."""
+
+    name = "random"
+    ATTEMPTS = 50
+
+    def _propose(self, n: int) -> list[Proposal]:
+        parents = self.complete()
+        known = self.known()
+        out: list[Proposal] = []
+        for _ in range(n * self.ATTEMPTS):
+            if len(out) == n or not parents:
+                break
+            parent = self.rng.choice(parents).candidate
+            child = self.random_child(parent.graph, known)
+            if child is not None:
+                out.append((child, parent.id, operations_between(parent.graph, child), {}))
+        return out

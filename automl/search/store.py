@@ -1,0 +1,166 @@
+"""The on-disk record of a search, written so that a run killed at any instant can be resumed.
+
+``root/candidates/<id>/{graph.json, record.json, weights.pt}``, a readable ``search.log``, the
+searcher's state (``searcher.json``, saved after every ask and every tell), the search seconds spent
+so far (``budget.json``) and what the search was started with (``identity.json``: params and a hash
+of the data, so a resume with other data or settings is refused rather than mixed in).
+Every file is written atomically; weights load with ``weights_only=True`` (no pickle is executed).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automl.errors import ConfigError
+from automl.fileio import atomic_path, read_json, write_json, write_text
+from automl.arch.graph import Graph
+from automl.search.searcher import Candidate, Searcher
+from automl.search.strategies import searcher_from_state
+from automl.training.trainer import failed_result
+
+SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, LOG_FILE = "searcher.json", "budget.json", "identity.json", "search.log"
+
+
+def rank(record: dict[str, Any]) -> tuple[float, float, int]:
+    """Best first: validation accuracy, then lower validation loss (a validation set of a few hundred
+    images ties often on accuracy), then the earlier candidate."""
+    loss = record.get("val_loss")
+    return record["val_accuracy"], -(loss if loss is not None else math.inf), -record["id"]
+
+
+class CandidateStore:
+    """The files of one search folder (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        (self.root / "candidates").mkdir(parents=True, exist_ok=True)
+
+    # --- starting or resuming --------------------------------------------------------------
+    def open(self, identity: dict[str, Any], resume: bool) -> bool:
+        """Start a search in this folder; returns whether it resumes the one already there.
+
+        Resuming needs a saved searcher and the same identity (params other than the budget, and
+        the same data); otherwise a new search replaces the old files."""
+        if resume and (self.root / SEARCHER_FILE).is_file():
+            saved = read_json(self.root / IDENTITY_FILE) if (self.root / IDENTITY_FILE).is_file() else {}
+            changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+            if changed:
+                raise ConfigError(f"{self.root}: cannot resume, the search there ran with other settings or data "
+                                  f"({', '.join(changed)} differ). Run without resume to start a new search.")
+            return True
+        self.reset()
+        write_json(self.root / IDENTITY_FILE, identity)
+        if resume:
+            self.log("nothing to resume here: starting a new search")
+        return False
+
+    def reset(self) -> None:
+        """Forget a previous search in this folder (only the files the store itself writes)."""
+        shutil.rmtree(self.root / "candidates", ignore_errors=True)
+        for name in (LOG_FILE, SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE):
+            (self.root / name).unlink(missing_ok=True)
+        (self.root / "candidates").mkdir(parents=True)
+
+    def reconcile(self, searcher: Searcher) -> list[Candidate]:
+        """After a crash: tell the searcher about pending candidates that finished before it, and
+        return those that did not (their partial files removed) to be trained first."""
+        again = []
+        for candidate in list(searcher.pending.values()):
+            record = self.record(candidate.id)
+            if record is not None and record["status"] in ("complete", "failed"):
+                searcher.tell(candidate.id, record)
+            else:
+                shutil.rmtree(self.dir(candidate.id), ignore_errors=True)
+                again.append(candidate)
+        return again
+
+    # --- candidates ------------------------------------------------------------------------
+    def dir(self, candidate_id: int) -> Path:
+        return self.root / "candidates" / f"{candidate_id:04d}"
+
+    def weights_path(self, candidate_id: int) -> Path:
+        return self.dir(candidate_id) / "weights.pt"
+
+    def start(self, candidate: Candidate) -> None:
+        folder = self.dir(candidate.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / "graph.json", candidate.graph.to_json())
+        write_json(folder / "record.json", self._record(candidate, {"status": "running"}))
+
+    def finish(self, candidate: Candidate, summary: dict[str, Any], state: dict[str, torch.Tensor] | None) -> dict:
+        """Weights first, then the record: a record that says complete always has its weights."""
+        if state is not None:
+            save_weights(state, self.weights_path(candidate.id))
+        record = {**self._record(candidate, summary), "finished_at": round(time.time(), 3)}
+        write_json(self.dir(candidate.id) / "record.json", record)
+        self.log(_log_line(record))
+        return record
+
+    def fail(self, candidate: Candidate, exc: BaseException) -> dict[str, Any]:
+        """Record a candidate whose training task itself crashed (its own code records other failures)."""
+        return self.finish(candidate, failed_result(exc).summary(), None)
+
+    def _record(self, candidate: Candidate, summary: dict[str, Any]) -> dict[str, Any]:
+        return {"id": candidate.id, "parent_id": candidate.parent_id, "operation": candidate.operation,
+                "info": candidate.info, "architecture": candidate.graph.describe(),
+                "n_params": candidate.graph.param_count(), **summary}
+
+    def record(self, candidate_id: int) -> dict[str, Any] | None:
+        path = self.dir(candidate_id) / "record.json"
+        return read_json(path) if path.is_file() else None
+
+    def records(self) -> list[dict[str, Any]]:
+        paths = sorted((self.root / "candidates").glob("*/record.json"))
+        return [read_json(p) for p in paths]
+
+    def best(self) -> dict[str, Any] | None:
+        done = [r for r in self.records() if r["status"] == "complete" and r.get("val_accuracy") is not None]
+        return max(done, key=rank) if done else None
+
+    def graph(self, candidate_id: int) -> Graph:
+        return Graph.from_json((self.dir(candidate_id) / "graph.json").read_text())
+
+    def weights(self, candidate_id: int) -> dict[str, torch.Tensor]:
+        return load_weights(self.weights_path(candidate_id))
+
+    # --- search state ----------------------------------------------------------------------
+    def log(self, line: str) -> None:
+        with (self.root / LOG_FILE).open("a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def save_searcher(self, searcher: Searcher) -> None:
+        write_json(self.root / SEARCHER_FILE, searcher.to_state())
+
+    def load_searcher(self) -> Searcher:
+        return searcher_from_state(read_json(self.root / SEARCHER_FILE))
+
+    def save_spent(self, seconds: float) -> None:
+        write_json(self.root / BUDGET_FILE, {"spent_seconds": round(seconds, 3)})
+
+    def spent(self) -> float:
+        path = self.root / BUDGET_FILE
+        return float(read_json(path)["spent_seconds"]) if path.is_file() else 0.0
+
+
+def _log_line(r: dict[str, Any]) -> str:
+    origin = f"from #{r['parent_id']} by {r['operation']}" if r["parent_id"] else "initial network"
+    acc = f"val_accuracy={r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
+    error = f" error={r['error'].splitlines()[0]}" if r.get("error") else ""
+    return (f"candidate #{r['id']} {r['status']} {acc} epochs={r.get('epochs', 0)} "
+            f"params={r['n_params']} {origin} [{r['architecture']}]{error}")
+
+
+def save_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors only: ``weights_only=True`` refuses any pickled object instead of running it."""
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from automl.arch.builder import build_module, load_matching
+from automl.arch.graph import Graph, Layer, initial_graph
+
+
+def test_initial_network_is_the_seeds():
+    g = initial_graph((1, 28, 28), 10)
+    kinds = [layer.type for layer in g.layers]
+    assert kinds == ["relu", "batchnorm", "conv", "maxpool"] * 3 + [
+        "global_avg_pool", "dropout", "dense", "relu", "dense", "softmax"]
+    assert g.layer(3).params == {"filters": 64, "kernel_size": 3, "stride": 1}
+    assert g.shapes()[g.output_id] == (10,)
+
+
+def test_json_round_trip_keeps_everything():
+    g = initial_graph((3, 32, 32), 5)
+    g.history.append({"op": "wider", "layer": 3})
+    back = Graph.from_json(g.to_json())
+    assert back.to_dict() == g.to_dict()
+    assert back.describe() == "conv64-pool-conv64-pool-conv64-pool-gap-dense64-dense5"
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [4, 8, 13, 28, 32])
+def test_builder_output_shape_and_parameter_count(channels, size):
+    g = initial_graph((channels, size, size), 7)
+    module = build_module(g).eval()
+    out = module(torch.randn(3, channels, size, size))
+    assert out.shape == (3, 7)
+    assert sum(p.numel() for p in module.parameters()) == g.param_count()
+
+
+def test_merge_layers_add_and_concat_build_and_run():
+    g = initial_graph((1, 16, 16), 4)
+    layers = list(g.layers)
+    # after the second conv (id 7, 64x8x8): add the first block's pooled output (id 4, 64x8x8),
+    # then concatenate the second BatchNorm's output (id 6, 64x8x8); the second pool reads the result
+    layers[7:7] = [Layer(100, "add", (7, 4)), Layer(101, "concat", (100, 6))]
+    layers[9] = Layer(layers[9].id, layers[9].type, (101,), layers[9].params)
+    g2 = Graph(g.input_shape, 4, layers)
+    assert g2.shapes()[101] == (128, 8, 8)
+    assert build_module(g2)(torch.randn(2, 1, 16, 16)).shape == (2, 4)
+
+
+def test_invalid_graphs_are_refused_with_a_reason():
+    g = initial_graph((1, 8, 8), 2)
+    with pytest.raises(ValueError, match="inputs"):
+        Graph(g.input_shape, 2, [Layer(1, "relu", (5,))])
+    with pytest.raises(ValueError, match="unknown type"):
+        Graph(g.input_shape, 2, [Layer(1, "lstm", (0,))])
+    with pytest.raises(ValueError, match="dense.*vector"):
+        Graph(g.input_shape, 2, [Layer(1, "dense", (0,), {"units": 2})])
+
+
+def test_weights_load_by_layer_id_where_shapes_fit():
+    parent = build_module(initial_graph((1, 12, 12), 3))
+    child = build_module(initial_graph((1, 12, 12), 3, width=32))
+    loaded = load_matching(child, parent.state_dict())
+    assert "ops.L2.running_mean" in loaded  # first BatchNorm has the input's channel count in both
+    assert "ops.L3.weight" not in loaded  # 64 vs 32 filters

@@ -1,0 +1,205 @@
+"""The Prefect flow end to end under Prefect's test harness, and what it leaves in MLflow."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from automl.search.store import CandidateStore
+from flows.cli import main
+from flows.pipeline import run_pipeline
+
+PYFUNC_PREDICT = """
+import json, sys, numpy as np, mlflow
+model = mlflow.pyfunc.load_model(sys.argv[1])
+print(json.dumps([str(v) for v in model.predict(list(np.load(sys.argv[2])))]))
+"""
+
+
+@pytest.fixture(scope="module")
+def flow_run(prefect_harness, digits_on_disk, tmp_path_factory):
+    from automl.config import Params
+
+    tmp = tmp_path_factory.mktemp("flow")
+    csv_path, images = digits_on_disk
+    params = Params().replace(**{
+        "data.source": "", "data.csv": str(csv_path), "data.images": str(images),
+        "preprocess.image_size": 12, "train.max_epochs": 2, "train.threads": 2, "search.time_limit": 25,
+        "search.parallel": 2, "runner.kind": "dask", "final_fit.epochs": 1, "paths.work": str(tmp / "artifacts"),
+        "paths.export": str(tmp / "exported"), "paths.reports": str(tmp / "reports"),
+        "tracking.uri": f"sqlite:///{tmp / 'mlflow.db'}"})
+    result = run_pipeline(params, quiet=True)
+    return params, result, MlflowClient(params.tracking.uri)
+
+
+@pytest.mark.slow
+def test_flow_runs_every_stage_and_reports_test_accuracy(flow_run):
+    params, result, _ = flow_run
+    assert result["split"] == {"test": 80, "val": 40, "train": 280}
+    metrics = json.loads(open(params.paths.work + "/metrics.json").read())
+    assert metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
+    assert 0.15 < metrics["test_accuracy"] <= 1 and metrics["test_size"] == 80
+    assert result["search"]["n_candidates"] >= 3 and result["search"]["n_failed"] == 0
+    assert result["timing"]["data_seconds"] > 0 and result["search"]["timing"]["train_batch"] > 0
+
+
+@pytest.mark.slow
+def test_mlflow_has_the_parent_run_and_a_nested_run_per_candidate(flow_run):
+    params, result, client = flow_run
+    parent = client.get_run(result["export"]["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["search.time_limit"] == "25.0" and parent.data.params["seed"] == "42"
+    assert parent.data.metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
+    experiment = parent.info.experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                  order_by=["attributes.start_time ASC"])
+    assert len(children) == result["search"]["n_candidates"]
+    seed, *morphed = sorted(children, key=lambda r: int(r.data.tags["automl.candidate_id"]))
+    assert seed.data.tags["automl.parent_candidate"] == "none" and seed.data.tags["automl.operation"] == "none"
+    for child in [seed] + morphed:
+        assert int(child.data.params["n_params"]) > 1_000
+        losses = client.get_metric_history(child.info.run_id, "train_loss")
+        accs = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in losses] == list(range(1, len(losses) + 1)) and len(accs) == len(losses) >= 1
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"graph.json", "weights.pt"} <= artifacts
+        assert "searcher.estimated_memory_mb" in child.data.metrics
+    for child in morphed:  # the searcher's reasoning, and where the weights came from
+        tags, metrics = child.data.tags, child.data.metrics
+        assert tags["automl.parent_candidate"] != "none" and tags["automl.operation"] != "none"
+        assert {"searcher.ucb", "searcher.gp_mean", "searcher.gp_std", "inherited_val_accuracy"} <= set(metrics)
+    graph = json.loads(open(client.download_artifacts(morphed[0].info.run_id, "graph.json")).read())
+    assert graph["history"] and graph["history"][-1]["op"] in morphed[0].data.tags["automl.operation"]
+
+
+@pytest.mark.slow
+def test_a_dask_local_cluster_trains_candidates_in_two_worker_processes_through_mlflow(flow_run):
+    """The flow above runs with runner.kind=dask (a LocalCluster of 2 workers): candidates train in
+    two other processes, and their weights reach the driver's store through the MLflow artifact store."""
+    params, result, client = flow_run
+    parent = client.get_run(result["export"]["run_id"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    workers = {run.data.tags["automl.worker"] for run in children}
+    assert len(workers) == 2 and not any(w.endswith(f":{os.getpid()}") for w in workers)
+    assert {"train.npz", "val.npz"} == {Path(a.path).name for a in client.list_artifacts(
+        parent.info.run_id, "data/preprocessed")}
+    store = CandidateStore(Path(params.paths.work, "search"))
+    for run in children:
+        candidate_id = int(run.data.tags["automl.candidate_id"])
+        sent = Path(client.download_artifacts(run.info.run_id, "weights.pt"))
+        assert store.weights_path(candidate_id).read_bytes() == sent.read_bytes()
+        assert store.record(candidate_id)["tracking_run_id"] == run.info.run_id
+
+
+@pytest.mark.slow
+def test_the_run_writes_its_report_logs_it_to_mlflow_and_automl_report_draws_it_again(flow_run, capsys):
+    params, result, client = flow_run
+    run_id = result["export"]["run_id"]
+    html = Path(result["report"]["html"])
+    assert html == Path(params.paths.reports, run_id, "report.html")
+    text = html.read_text()
+    for section in ("trajectory", "lineage", "architecture", "confusion", "per-class", "misclassified", "candidates"):
+        assert f'<section id="{section}">' in text
+    assert text.count("<tr><td>") == result["search"]["n_candidates"]  # one table row per candidate
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "report")}
+    assert {"report.html", "report_data.json", "trajectory.png", "misclassified.png"} <= logged
+    trajectory = Path(params.paths.work, "report", "trajectory.csv").read_text().splitlines()
+    assert trajectory[0] == "candidate,seconds,val_accuracy,best_so_far" and len(trajectory) >= 2
+    assert len(Path(params.paths.work, "report", "predictions.csv").read_text().splitlines()) == 1 + 80
+
+    html.unlink()
+    assert main(["report", run_id, "--set", f"tracking.uri={params.tracking.uri}",
+                 "--set", f"paths.reports={params.paths.reports}"]) == 0
+    assert html.read_text().count('<section id="') == text.count('<section id="')
+    assert main(["report", "no-such-run", "--set", f"tracking.uri={params.tracking.uri}"]) == 2
+    assert "run no-such-run: not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_automl_predict_labels_images_with_the_exported_and_the_registered_model(flow_run, capsys):
+    params, result, _ = flow_run
+    test_csv = Path(params.paths.work, "split", "test.csv").read_text().splitlines()[1:]
+    truth = dict(line.rsplit(",", 1) for line in test_csv)
+    images = Path(params.data.images)
+    outputs = []
+    for model in (params.paths.export, "models:/automl-image-classifier@champion"):
+        assert main(["predict", model, *[str(images / name) for name in truth], "--json",
+                     "--set", f"tracking.uri={params.tracking.uri}"]) == 0
+        outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 80
+    assert all(0 < row["probability"] <= 1 and row["label"] in set(truth.values()) for row in outputs[0])
+    accuracy = np.mean([row["label"] == truth[Path(row["path"]).name] for row in outputs[0]])
+    assert accuracy == pytest.approx(result["metrics"]["test_accuracy"], abs=0.05)
+    assert main(["predict", params.paths.work, str(images)]) == 2  # not a model folder: a clear error
+    assert "no model.torchscript.pt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_mlflow_model_predicts_raw_images_in_a_new_process(flow_run, digits, tmp_path):
+    params, result, _ = flow_run
+    images = digits[0][::40]  # one of each digit
+    np.save(tmp_path / "x.npy", images)
+    env = {"MLFLOW_TRACKING_URI": params.tracking.uri, "PATH": "/usr/bin:/bin"}
+    champion = f"models:/{params.tracking.registered_model}@champion"  # what a teammate loads
+    out = subprocess.run([sys.executable, "-c", PYFUNC_PREDICT, champion, str(tmp_path / "x.npy")],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    labels = json.loads(out.stdout.strip().splitlines()[-1])
+    import torch
+    module = torch.jit.load(result["export"]["torchscript"])
+    probs = module(torch.from_numpy(images.astype(np.float32))[:, None])
+    expected = json.loads(open(result["export"]["labels"]).read())["labels"]
+    assert labels == [expected[i] for i in probs.argmax(1).tolist()]
+
+
+@pytest.mark.slow
+def test_the_champion_alias_moves_only_to_a_better_model_on_the_same_test_split(flow_run):
+    from tasks import registry
+
+    params, result, client = flow_run
+    exported, name = result["export"], params.tracking.registered_model
+    assert exported["registered"]["alias"] == "champion" and exported["registered"]["version"] == 1
+    version = client.get_model_version(name, "1")
+    assert float(version.tags[registry.ACCURACY_TAG]) == pytest.approx(result["metrics"]["test_accuracy"])
+    split = version.tags[registry.SPLIT_TAG]
+    register = lambda acc, split: registry.register(params, exported["model_uri"], exported["run_id"], acc, split)  # noqa: E731
+    acc = result["metrics"]["test_accuracy"]
+    assert register(acc, split)["alias"] == "challenger"  # a tie does not take the place
+    assert register(1.0, "another split")["alias"] == "challenger"
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+    better = register(acc + 0.01, split)
+    assert better["alias"] == "champion" and better["uri"] == f"models:/{name}@champion"
+    assert int(client.get_model_version_by_alias(name, "champion").version) == better["version"] == 4
+    assert int(client.get_model_version_by_alias(name, "challenger").version) == 3
+
+
+class CrashedTask:
+    """A Prefect future whose task crashed outside the candidate's own error handling."""
+
+    def result(self):
+        raise RuntimeError("worker lost")
+
+
+class DiskFull:
+    def result(self):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_crashed_candidate_task_is_a_failed_record_but_a_full_disk_stops_the_run(tmp_path):
+    from automl.config import Params
+    from automl.arch.graph import initial_graph
+    from automl.search.searcher import Candidate
+    from automl.search.store import CandidateStore
+    from flows.pipeline import _result
+
+    store, candidate = CandidateStore(tmp_path), Candidate(3, initial_graph((1, 8, 8), 2))
+    record = _result(CrashedTask(), candidate, store, True, Params())
+    assert record["status"] == "failed" and record["error"].startswith("RuntimeError: worker lost")
+    assert store.record(3) == record
+    with pytest.raises(OSError, match="No space left"):
+        _result(DiskFull(), candidate, store, True, Params())

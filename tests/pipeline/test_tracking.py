@@ -1,0 +1,64 @@
+"""MLflow at the edge: a failed candidate is a failed nested run with its error, the search goes on;
+params never carry a password or a user's absolute paths."""
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from automl.search.loop import SearchStart, run_search, train_and_record
+from automl.search.store import CandidateStore
+from automl.search.strategies import make_searcher
+from automl.training.trainer import TensorData
+from tasks import tracking
+from tests.training.test_trainer import bars
+
+
+class OutOfMemoryOn:
+    """A callback that raises what PyTorch raises when memory runs out, inside one candidate's training."""
+
+    def __init__(self, candidate_id: int) -> None:
+        self.candidate_id = candidate_id
+
+    def on_candidate_start(self, candidate) -> None: ...
+
+    def on_epoch(self, candidate, info) -> None:
+        if candidate.id == self.candidate_id:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def on_candidate_end(self, candidate, record, weights_path) -> None: ...
+
+
+def test_a_failing_candidate_is_a_failed_run_with_its_error_and_the_search_goes_on(tiny_params, tmp_path):
+    params = tiny_params.replace(**{"train.max_epochs": 1, "train.batch_size": 32})
+    parent = tracking.start_parent_run(params)
+    store = CandidateStore(tmp_path / "search")
+    searcher = make_searcher("random", (1, 10, 10), 2, seed=0)
+    data = TensorData(*bars(120, 0), *bars(40, 1))
+    callbacks = [tracking.MlflowCandidateLogger(params, parent), OutOfMemoryOn(2)]
+
+    def train_batch(candidates, deadline):
+        return [train_and_record(c, store, data, params.train, seed=0, deadline=deadline, callbacks=callbacks)
+                for c in candidates]
+
+    limit_before = searcher.memory_limit_mb
+    summary = run_search(SearchStart(searcher, [], 0.0, False), train_batch, store, time_limit=120, max_candidates=4)
+    assert summary.n_candidates == 4 and summary.n_failed == 1 and summary.best is not None
+    failed = store.record(2)
+    assert failed["status"] == "failed" and "out of memory" in failed["error"]
+    assert searcher.memory_limit_mb < limit_before  # told: nothing that large is proposed again
+
+    client = MlflowClient(tracking.tracking_uri(params))
+    runs = {r.data.tags["automl.candidate_id"]: r for r in client.search_runs(
+        [client.get_run(parent).info.experiment_id], f"tags.`{tracking.PARENT_TAG}` = '{parent}'")}
+    assert {k: r.info.status for k, r in runs.items()} == {"1": "FINISHED", "2": "FAILED", "3": "FINISHED",
+                                                           "4": "FINISHED"}
+    error = Path(client.download_artifacts(runs["2"].info.run_id, "error.txt", str(tmp_path)))
+    assert "RuntimeError: CUDA out of memory" in error.read_text()
+
+
+def test_params_in_mlflow_have_no_password_and_no_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flat = {"data.csv": str(tmp_path / "data" / "labels.csv"), "data.images": "/home/alice/photos/cats",
+            "tracking.uri": "https://alice:s3cret@mlflow.example.com", "search.time_limit": 60.0}
+    shown = tracking.loggable_params(flat)
+    assert shown == {"data.csv": "data/labels.csv", "data.images": ".../cats", "search.time_limit": 60.0}

@@ -1,0 +1,63 @@
+"""The run report: every section present, every picture a real, non-blank image, from data alone."""
+
+import base64
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from automl.arch.graph import initial_graph
+from automl.arch.morph import apply_morph, possible_morphs
+from automl.report.render import PICTURES, SECTIONS, candidate_row, render, report_data, trajectory
+
+
+def records() -> list[dict]:
+    base = {"architecture": "conv64-pool", "n_params": 12_345, "epochs": 2, "timing": {"wall": 3.0},
+            "info": {"ucb": 0.9, "gp_mean": 0.8, "gp_std": 0.04, "estimated_memory_mb": 12.5}}
+    return [
+        {**base, "id": 1, "parent_id": None, "operation": None, "status": "complete", "val_accuracy": 0.6,
+         "finished_at": 1003.0, "info": {"estimated_memory_mb": 10.0}},
+        {**base, "id": 2, "parent_id": 1, "operation": "skip_add", "status": "complete", "val_accuracy": 0.8,
+         "finished_at": 1007.0},
+        {**base, "id": 3, "parent_id": 1, "operation": "wider_conv+deeper_dense", "status": "failed",
+         "val_accuracy": None, "finished_at": 1008.0, "error": "RuntimeError: out of memory\ntraceback"},
+        {**base, "id": 4, "parent_id": 2, "operation": "deeper_conv", "status": "complete", "val_accuracy": 0.7,
+         "finished_at": 1012.0},
+    ]
+
+
+def test_the_report_has_every_section_with_non_blank_pictures_and_the_candidate_table(tmp_path):
+    graph = initial_graph((1, 12, 12), 3)
+    skip = next(s for s in possible_morphs(graph) if s["op"] == "skip_add")
+    graph = apply_morph(graph, skip)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    probs = rng.dirichlet(np.ones(3), size=30)
+    probs[np.arange(30), y] += 0.5 * (np.arange(30) % 3 != 0)  # two thirds right, one third mostly wrong
+    images = rng.integers(0, 255, (30, 12, 12), dtype=np.uint8)
+    data = report_data(records(), graph.to_dict(), ["cat", "dog", "eel"], y, probs / probs.sum(1, keepdims=True),
+                       lambda i: images[i], {"run_id": "abc123", "summary": {"test accuracy": 0.66},
+                                             "params": {"seed": 42}})
+    assert data["misclassified"] and all(m["true"] != m["predicted"] for m in data["misclassified"])
+    assert np.asarray(data["confusion"]).sum() == 30
+
+    paths = render(data, tmp_path / "report")
+    html = paths["html"].read_text()
+    for anchor, _, _, _ in SECTIONS:
+        assert f'<section id="{anchor}">' in html
+    assert '<section id="candidates">' in html and "RuntimeError: out of memory" in html and "skip_add" in html
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(embedded) == len(SECTIONS)  # self-contained: no file is referenced
+    for name in PICTURES:
+        image = np.asarray(Image.open(paths[name]).convert("L"), dtype=float)
+        assert min(image.shape) > 150 and image.std() > 5, name  # drawn, not blank
+    for blob in embedded:
+        assert Image.open(io.BytesIO(base64.b64decode(blob))).size[0] > 150
+
+
+def test_the_trajectory_counts_from_the_search_start_and_keeps_the_best_so_far():
+    rows = trajectory([candidate_row(r) for r in records()])
+    assert [r["candidate"] for r in rows] == [1, 2, 3, 4]
+    assert [r["seconds"] for r in rows] == [3.0, 7.0, 8.0, 12.0]  # the first started at 1000.0
+    assert [r.get("best_so_far") for r in rows] == [0.6, 0.8, None, 0.8] and rows[2]["failed"]

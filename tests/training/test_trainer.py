@@ -1,0 +1,121 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from automl.config import TrainConfig
+from automl.training.device import place
+from automl.arch.graph import initial_graph
+from automl.search.loop import train_and_record
+from automl.search.store import CandidateStore
+from automl.search.strategies import make_searcher
+from automl.training.trainer import MIN_LR_FRACTION, LRSchedule, TensorData, augment, train_candidate
+
+
+def bars(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class 0: a bright vertical bar; class 1: a horizontal one (positions vary)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.1, (n, 1, 10, 10)).astype(np.float32)
+    y = np.arange(n) % 2
+    for i, pos in enumerate(rng.integers(2, 8, n)):
+        if y[i] == 0:
+            x[i, 0, :, pos] += 2
+        else:
+            x[i, 0, pos, :] += 2
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+@pytest.fixture(scope="module")
+def bar_data() -> TensorData:
+    return TensorData(*bars(200, 0), *bars(60, 1))
+
+
+CONFIG = TrainConfig(max_epochs=6, patience=3, batch_size=32, learning_rate=3e-3, threads=2)
+
+
+def test_learns_a_simple_task_and_keeps_the_best_state(bar_data):
+    result = train_candidate(initial_graph((1, 10, 10), 2, width=16), None, bar_data, CONFIG, seed=1)
+    assert result.status == "complete", result.error
+    assert result.val_accuracy >= 0.9
+    assert len(result.history) == result.epochs and result.best_epoch <= result.epochs
+    assert max(h["val_accuracy"] for h in result.history) == result.val_accuracy
+    assert result.state is not None and "ops.L3.weight" in result.state
+
+
+def test_same_seed_same_result(bar_data):
+    graph = initial_graph((1, 10, 10), 2, width=8)
+    cfg = TrainConfig(max_epochs=2, batch_size=32, threads=1)
+    a, b = (train_candidate(graph, None, bar_data, cfg, seed=5) for _ in range(2))
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+def test_deadline_cuts_training(bar_data):
+    start = time.time()
+    result = train_candidate(initial_graph((1, 10, 10), 2), None, bar_data,
+                             TrainConfig(max_epochs=1000, patience=1000, batch_size=8, threads=2),
+                             deadline=start + 1.0)
+    assert result.stopped == "deadline" and result.epochs < 1000
+    assert result.state is not None
+
+
+def test_a_diverging_candidate_is_a_failed_result_not_an_exception(bar_data):
+    result = train_candidate(initial_graph((1, 10, 10), 2), None, bar_data,
+                             TrainConfig(max_epochs=3, learning_rate=1e30, threads=2))
+    assert result.status == "failed" and "loss became" in result.error
+
+
+def test_learning_rate_anneals_to_whichever_end_comes_first():
+    cfg = TrainConfig(learning_rate=0.1)
+    by_epochs = LRSchedule(cfg, max_epochs=4, deadline=time.time() + 3600)
+    assert by_epochs.at(0) == pytest.approx(0.1, rel=1e-3)
+    assert by_epochs.at(2) == pytest.approx(0.1 * (1 + MIN_LR_FRACTION) / 2, rel=1e-3)
+    assert by_epochs.at(4) == pytest.approx(0.1 * MIN_LR_FRACTION)
+    by_deadline = LRSchedule(cfg, max_epochs=10**6, deadline=time.time() + 0.2)
+    time.sleep(0.25)
+    assert by_deadline.at(1) == pytest.approx(0.1 * MIN_LR_FRACTION)
+    constant = LRSchedule(TrainConfig(learning_rate=0.1, lr_schedule="constant"), max_epochs=4, deadline=None)
+    assert constant.at(0) == constant.at(4) == 0.1
+
+
+def test_validation_loss_is_recorded_for_the_best_epoch(bar_data):
+    result = train_candidate(initial_graph((1, 10, 10), 2, width=8), None, bar_data,
+                             TrainConfig(max_epochs=2, batch_size=32, threads=1))
+    best = result.history[result.best_epoch - 1]
+    assert result.val_loss == best["val_loss"] > 0
+
+
+def test_a_recorded_candidate_says_where_its_time_went(bar_data, tmp_path):
+    store = CandidateStore(tmp_path)
+    searcher = make_searcher("random", (1, 10, 10), 2)
+    (seed,) = searcher.ask(1)
+    record = train_and_record(seed, store, bar_data, TrainConfig(max_epochs=2, batch_size=32, threads=1), seed=0,
+                              deadline=None)
+    timing = record["timing"]
+    assert timing["epochs"] == pytest.approx(sum(h["seconds"] for h in record["history"]), abs=1e-3)
+    assert 0 < timing["epochs"] < timing["wall"] and timing["store"] > 0
+    assert timing["wall"] >= sum(v for k, v in timing.items() if k != "wall") - 1e-3
+
+
+def test_cpu_placement_and_a_clear_error_when_cuda_is_asked_for_but_absent():
+    assert place("cpu").device.type == "cpu" and place("cpu").amp_dtype is None
+    if not torch.cuda.is_available():
+        assert place("auto").device.type == "cpu"
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            place("cuda")
+        result = train_candidate(initial_graph((1, 10, 10), 2), None, TensorData(*bars(8, 0)),
+                                 TrainConfig(max_epochs=1, device="cuda"))
+        assert result.status == "failed" and "train.device" in result.error
+
+
+def test_augment_shifts_within_padding_and_flips():
+    x = torch.zeros(64, 1, 5, 5)
+    x[:, :, 2, 2] = 1.0
+    g = torch.Generator().manual_seed(0)
+    out = augment(x, padding=1, flip=False, generator=g)
+    assert out.shape == x.shape and torch.all(out.sum(dim=(1, 2, 3)) == 1)
+    ys, xs = (out[:, 0] == 1).nonzero()[:, 1], (out[:, 0] == 1).nonzero()[:, 2]
+    assert set(ys.tolist()) <= {1, 2, 3} and len(set(xs.tolist())) > 1
+    ramp = torch.arange(5.0).expand(8, 1, 5, 5)
+    flipped = augment(ramp, padding=0, flip=True, generator=g)
+    assert any(torch.equal(f, ramp[0].flip(2)) for f in flipped) and any(torch.equal(f, ramp[0]) for f in flipped)
