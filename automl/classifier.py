@@ -1,8 +1,9 @@
 """``ImageClassifier``: the Auto-Keras-style face of the library (fit, final_fit, evaluate, predict, export).
 
-It runs in-process with no Prefect server; the pipeline flow drives the same pieces (searcher, search
-loop, ``train_and_record``) through Prefect tasks. ``path`` keeps every trained candidate (graph JSON
-and weights), a readable ``search.log``, the searcher's state and the classifier's own state, so
+A thin face over ``automl.session.SearchSession`` (the pipeline's tasks are the other): it runs in
+process with no Prefect server, turns arrays into tensors, and keeps the preprocessor. ``path`` keeps
+every trained candidate (graph JSON and weights), a readable ``search.log``, the searcher's state and
+the classifier's own state, so
 ``ImageClassifier.load(path)`` brings a fitted classifier back and ``resume=True`` (as in Auto-Keras)
 continues a search that was interrupted.
 """
@@ -18,19 +19,18 @@ import numpy as np
 import torch
 
 from automl.arch.builder import build_module
+from automl.arch.graph import Graph
 from automl.config import Params, from_dict
 from automl.data.images import ImageBatch, as_image_list
+from automl.data.images import load_image_dataset as _load_image_dataset
+from automl.data.preprocess import Preprocessor
 from automl.data.split import stratified_split
 from automl.errors import ConfigError, DataError, NotFittedError
 from automl.export.model import export_model
-from automl.fileio import read_json, write_json, write_text
-from automl.arch.graph import Graph
-from automl.data.preprocess import Preprocessor
-from automl.report.progress import ConsoleProgress, budget_bar
-from automl.search.loop import require_best, run_search, search_identity, start_search, train_and_record
-from automl.search.store import CandidateStore, load_weights, save_weights
-from automl.search.strategies import make_searcher
-from automl.training.trainer import TensorData, accuracy, predict_logits, train_candidate
+from automl.fileio import read_json, write_json
+from automl.report.progress import ConsoleProgress, bar, budget_bar
+from automl.session import SearchSession, load_network
+from automl.training.trainer import TensorData, accuracy, predict_logits
 
 STATE_FILE = "classifier.json"
 
@@ -67,24 +67,14 @@ class ImageClassifier:
         pick = lambda idx: [images[i] for i in idx]  # noqa: E731
         self.preprocessor = Preprocessor.fit(pick(train_idx), labels[train_idx], self.params.preprocess.image_size)
         data = self._tensors(pick(train_idx), labels[train_idx], pick(val_idx), labels[val_idx])
-        shape = tuple(data.x_train.shape[1:])
-        store = CandidateStore(self.path)
-        start = start_search(store, search_identity(self.params, data), self.resume, lambda: make_searcher(
-            self.params.search.strategy, shape, len(self.preprocessor.classes), self.params.seed, self.params.search,
-            self.params.train.batch_size))
+        session = SearchSession(self.path, self.params)
+        start = session.start(data, len(self.preprocessor.classes), self.resume)
         callbacks = [ConsoleProgress(time.time() + limit - start.spent)] if self.verbose else []
-
-        def train_batch(candidates: list, deadline: float) -> list[dict[str, Any]]:
-            return [train_and_record(c, store, data, self.params.train, seed=self.params.seed, deadline=deadline,
-                                     callbacks=callbacks) for c in candidates]
-
-        search = self.params.search
         with budget_bar(limit, start.spent) if self.verbose else contextlib.nullcontext():
-            summary = run_search(start, train_batch, store, time_limit=limit, max_candidates=search.max_candidates,
-                                 parallel=search.parallel, max_consecutive_failures=search.max_consecutive_failures)
-        best = require_best(summary, store)
-        self._use(store.graph(best["id"]), store.weights(best["id"]))
-        self._save_state(best_id=best["id"])
+            summary = session.run(start, session.in_process(data, callbacks), time_limit=limit)
+        best = session.best(summary)
+        self._use(session.store.graph(best.id), session.store.weights(best.id))
+        self._save_state(best_id=best.id)
         return self
 
     def final_fit(self, x_train: ImageBatch, y_train: np.ndarray | list, x_test: ImageBatch | None = None,
@@ -93,20 +83,15 @@ class ImageClassifier:
         """Train the best architecture on all of ``x_train``: from its searched weights, or from scratch
         when ``retrain``. ``x_test`` is only evaluated at the end, never used to choose anything."""
         self._require_fitted()
-        retrain = self.params.final_fit.retrain if retrain is None else retrain
+        params = self.params if retrain is None else self.params.replace(**{"final_fit.retrain": retrain})
         images, labels = _check_xy(x_train, y_train)
-        data = self._tensors(images, labels)
-        weights = None if retrain else self.model.state_dict()
-        callbacks_epoch = ConsoleProgress(None).final_epoch if self.verbose else None
-        result = train_candidate(self.graph, weights, data, self.params.train, seed=self.params.seed,
-                                 max_epochs=epochs or self.params.final_fit.epochs, on_epoch=callbacks_epoch)
-        if result.status != "complete":
-            raise RuntimeError(f"final fit failed: {result.error}")
-        self._use(self.graph, result.state)
-        save_weights(result.state, self.path / "final" / "weights.pt")
-        write_text(self.path / "final" / "graph.json", self.graph.to_json())
+        on_epoch = ConsoleProgress(None).final_epoch if self.verbose else None
+        final = SearchSession(self.path, params).final_fit(self.graph, self.model.state_dict(),
+                                                           self._tensors(images, labels), self.path / "final",
+                                                           epochs=epochs, on_epoch=on_epoch)
+        self._use(final.graph, final.state)
         self._save_state(final=True)
-        summary = result.summary()
+        summary = final.result.fields()
         if x_test is not None and y_test is not None:
             summary["test_accuracy"] = self.evaluate(x_test, y_test)
         return summary
@@ -142,8 +127,9 @@ class ImageClassifier:
         state = read_json(state_file)
         clf = cls(path, verbose, params=from_dict(state["params"], str(state_file)))
         clf.preprocessor = Preprocessor.from_dict(state["preprocessor"])
-        folder = Path(path) / "final" if state.get("final") else CandidateStore(path).dir(state["best_id"])
-        clf._use(Graph.from_json((folder / "graph.json").read_text()), load_weights(folder / "weights.pt"))
+        store = SearchSession(path, clf.params).store
+        folder = Path(path) / "final" if state.get("final") else store.dir(state["best_id"])
+        clf.graph, clf.model = load_network(folder)
         return clf
 
     # --- internals -------------------------------------------------------------------------
@@ -156,7 +142,7 @@ class ImageClassifier:
     def _use(self, graph: Graph, state: dict[str, torch.Tensor]) -> None:
         self.graph = graph
         self.model = build_module(graph)
-        self.model.load_state_dict(state)
+        self.model.load_state_dict(state)  # strict: the weights were made for this graph
         self.model.eval()
 
     def _save_state(self, **extra: Any) -> None:
@@ -180,3 +166,9 @@ def _check_xy(x: ImageBatch, y: np.ndarray | list) -> tuple[list[np.ndarray], np
         raise DataError("the dataset is empty.")
     return images, labels
 
+
+
+def load_image_dataset(csv_file_path: str | Path, images_path: str | Path, filename_column: str = "",
+                       label_column: str = "") -> tuple[ImageBatch, np.ndarray]:
+    """Auto-Keras's loader (``automl.data.images.load_image_dataset``), with a progress bar on a terminal."""
+    return _load_image_dataset(csv_file_path, images_path, filename_column, label_column, progress=bar)

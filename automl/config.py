@@ -10,27 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from automl.errors import ConfigError
-from automl.arch.morph import OPERATIONS
 
 STRATEGIES = ("bayesian", "random", "initial")  # kept in step with automl.search.strategies.STRATEGY_CLASSES (tested)
-RUNNERS = ("thread", "process", "dask")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the labelled images are. ``source`` names the embedded dataset that ingest writes into
-    ``data/<source>/`` (the defaults of ``csv`` and ``images`` point there); empty writes nothing."""
-
-    source: str = "mnist5k"
-    csv: str = "data/mnist5k/labels.csv"
-    images: str = "data/mnist5k/images"
-    filename_column: str = ""  # empty: the CSV's first column
-    label_column: str = ""  # empty: the CSV's second column
 
 
 @dataclass(frozen=True)
@@ -93,7 +79,8 @@ class SearchConfig:
     max_memory_mb: float = 0.0
 
     def allowed_operations(self) -> tuple[str, ...]:
-        return tuple(op.strip() for op in self.operations.split(",") if op.strip()) or OPERATIONS
+        """The operations named in ``operations`` (empty: all; the session checks the names)."""
+        return tuple(op.strip() for op in self.operations.split(",") if op.strip())
 
 
 @dataclass(frozen=True)
@@ -105,56 +92,23 @@ class FinalFitConfig:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
-    """MLflow. An empty ``uri`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here. The
-    final model is registered as ``registered_model`` (empty: not registered), with the alias
-    ``champion`` when it beats the current champion on the same test split, else ``challenger``."""
-
-    uri: str = ""
-    experiment: str = "automl"
-    registered_model: str = "automl-image-classifier"
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    """Where the flow trains its candidate tasks (a Prefect task runner): ``thread`` (the flow's own
-    process), ``process`` (a local process pool) or ``dask`` (a Dask LocalCluster, or the running
-    scheduler at ``address``). ``workers``: processes of the local pool or cluster, each training one
-    candidate at a time (0 = ``search.parallel``). Process and Dask workers fetch the data and the
-    parents' weights from the MLflow artifact store, so remote workers need no shared disk."""
-
-    kind: str = "thread"
-    address: str = ""  # tcp://host:8786 of a Dask scheduler ('' = start a LocalCluster)
-    workers: int = 0
-
-
-@dataclass(frozen=True)
-class PathsConfig:
-    """Where pipeline stages write: ``work`` for intermediate outputs, ``export`` for the hand-off,
-    ``reports`` for each run's ``<run id>/report.html`` and its pictures."""
-
-    work: str = "artifacts"
-    export: str = "exported"
-    reports: str = "reports"
-
-
-@dataclass(frozen=True)
 class Params:
-    """Every knob of a run; mirrors ``params.yaml`` section by section."""
+    """Every knob of a search and its final fit, as the library sees them. The pipeline's settings
+    (data location, tracking, runner, paths) extend it on the pipeline's side (``tasks.settings``)."""
 
     seed: int = 42
-    data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     final_fit: FinalFitConfig = field(default_factory=FinalFitConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    runner: RunnerConfig = field(default_factory=RunnerConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def search_params(self) -> dict[str, Any]:
+        """The flat params of the library's own sections (a pipeline's subclass adds its own)."""
+        return {k: v for k, v in self.flat().items() if k.split(".")[0] in _LIBRARY_SECTIONS}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,8 +122,12 @@ class Params:
         return with_overrides(self, overrides)
 
 
-def valid_keys() -> list[str]:
-    return sorted(Params().flat())
+_LIBRARY_SECTIONS = ("seed", "split", "preprocess", "train", "search", "final_fit")
+P = TypeVar("P", bound=Params)
+
+
+def valid_keys(cls: type[Params] = Params) -> list[str]:
+    return sorted(cls().flat())
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -183,28 +141,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def from_dict(raw: dict[str, Any], source: str = "params") -> Params:
-    """Build Params from a nested mapping; unknown sections or keys are errors naming ``source``."""
-    defaults = Params()
+def from_dict(raw: dict[str, Any], source: str = "params", cls: type[P] = Params) -> P:
+    """Build ``cls`` from a nested mapping; unknown sections or keys are errors naming ``source``."""
+    defaults = cls()
     kwargs: dict[str, Any] = {}
     for key, value in (raw or {}).items():
-        if key not in {f.name for f in dataclasses.fields(Params)}:
-            raise ConfigError(f"{source}: unknown key {key!r}. Valid keys: {', '.join(valid_keys())}")
+        if key not in {f.name for f in dataclasses.fields(cls)}:
+            raise ConfigError(f"{source}: unknown key {key!r}. Valid keys: {', '.join(valid_keys(cls))}")
         current = getattr(defaults, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: section {key!r} must be a mapping, got {value!r}")
-            kwargs[key] = _build_section(current, value, f"{source}: {key}")
+            kwargs[key] = _build_section(current, value, f"{source}: {key}", valid_keys(cls))
         else:
             kwargs[key] = _coerce(value, current, f"{source}: {key}")
-    return Params(**kwargs)
+    return cls(**kwargs)
 
 
-def _build_section(default: Any, values: dict[str, Any], where: str) -> Any:
+def _build_section(default: Any, values: dict[str, Any], where: str, keys: list[str]) -> Any:
     names = {f.name for f in dataclasses.fields(default)}
     for name in values:
         if name not in names:
-            raise ConfigError(f"{where}: unknown key {name!r}. Valid keys: {', '.join(valid_keys())}")
+            raise ConfigError(f"{where}: unknown key {name!r}. Valid keys: {', '.join(keys)}")
     coerced = {k: _coerce(v, getattr(default, k), f"{where}.{k}") for k, v in values.items()}
     return dataclasses.replace(default, **coerced)
 
@@ -228,10 +186,10 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}") from None
 
 
-def with_overrides(params: Params, overrides: dict[str, Any]) -> Params:
+def with_overrides(params: P, overrides: dict[str, Any]) -> P:
     """Apply dotted-key overrides; an unknown key is an error listing the valid ones."""
     nested = params.to_dict()
-    keys = set(valid_keys())
+    keys = set(valid_keys(type(params)))
     for dotted, value in overrides.items():
         if dotted not in keys:
             raise ConfigError(f"unknown parameter {dotted!r}. Valid keys: {', '.join(sorted(keys))}")
@@ -240,7 +198,7 @@ def with_overrides(params: Params, overrides: dict[str, Any]) -> Params:
         for part in parents:
             node = node[part]
         node[leaf] = value
-    return from_dict(nested, "overrides")
+    return from_dict(nested, "overrides", type(params))
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -254,8 +212,9 @@ def parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
-def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
-    """Read ``params.yaml`` (defaults when the file is absent) and apply overrides."""
+def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None,
+                cls: type[P] = Params) -> P:
+    """Read ``params.yaml`` (defaults when the file is absent) into ``cls`` and apply overrides."""
     raw: dict[str, Any] = {}
     if path is not None and Path(path).exists():
         try:
@@ -264,7 +223,7 @@ def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, An
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    params = from_dict(raw, str(path))
+    params = from_dict(raw, str(path), cls)
     return with_overrides(params, overrides or {})
 
 
@@ -286,15 +245,10 @@ def _validate(p: Params) -> None:
         (p.search.parallel >= 1, "search.parallel must be at least 1"),
         (p.search.max_consecutive_failures >= 0, "search.max_consecutive_failures must be >= 0 (0 = no limit)"),
         (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
-        (p.runner.kind in RUNNERS, f"runner.kind must be one of {', '.join(RUNNERS)}"),
-        (not p.runner.address or p.runner.kind == "dask", "runner.address is a Dask scheduler: set runner.kind=dask"),
-        (p.runner.workers >= 0, "runner.workers must be >= 0 (0 = search.parallel)"),
         (p.final_fit.epochs >= 1, "final_fit.epochs must be at least 1"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),
-        (set(p.search.allowed_operations()) <= set(OPERATIONS),
-         f"search.operations: use a comma-separated subset of {', '.join(OPERATIONS)}"),
     ]
     for ok, message in checks:
         if not ok:

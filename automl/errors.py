@@ -5,6 +5,8 @@ that fails to train is *not* an exception to the search (it becomes a failed rec
 make every candidate fail stop a run.
 """
 
+import traceback
+
 
 class AutoMLError(Exception):
     """Base of every error automl raises on purpose."""
@@ -23,7 +25,12 @@ class NotFittedError(AutoMLError, RuntimeError):
 
 
 class SearchError(AutoMLError, RuntimeError):
-    """The search could not produce a trained candidate (every one failed, or too many in a row)."""
+    """The search could not produce a trained candidate (every one failed, or too many in a row), or
+    its saved files cannot be used."""
+
+
+class FinalFitError(AutoMLError, RuntimeError):
+    """The final fit of the chosen architecture failed; the searched candidates are kept."""
 
 
 # Why some errors stop the run instead of failing one candidate: they would fail every candidate
@@ -36,4 +43,10 @@ def stops_the_run(exc: BaseException) -> bool:
     """Whether ``exc`` must stop the whole run rather than be recorded as one failed candidate."""
     if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: the user or the system said stop
         return True
-    return isinstance(exc, DataError) or (isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS)
+    return isinstance(exc, (DataError, ConfigError)) or (isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A failure as records keep it: type, message, then the last frames of where it was raised."""
+    where = "".join(traceback.format_exception(exc, limit=-4)[1:])
+    return f"{exc.__class__.__name__}: {exc}\n{where}"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.data.split import stratified_split
 from automl.data.preprocess import Preprocessor
+from automl.data.split import stratified_split
 from automl.training.trainer import TensorData
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -32,11 +32,11 @@ def run_flow(minutes: float, image_size: int, folder: Path) -> tuple[dict, float
 
     for key, value in {**QUIET_ENV, "PREFECT_LOGGING_LEVEL": "WARNING"}.items():
         os.environ.setdefault(key, value)
-    from automl.config import Params
     from automl.fileio import read_json
     from flows.pipeline import run_pipeline
+    from tasks.settings import PipelineParams
 
-    params = Params().replace(**{
+    params = PipelineParams().replace(**{
         "search.time_limit": minutes * 60, "preprocess.image_size": image_size, "final_fit.epochs": 1,
         "search.max_candidates": 1000, "data.csv": str(folder / "data/mnist5k/labels.csv"),
         "data.images": str(folder / "data/mnist5k/images"), "paths.work": str(folder / "artifacts"),

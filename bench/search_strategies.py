@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from automl import ImageClassifier, Params
+from automl.arch.morph import PRESERVING
 from automl.config import parse_set
 from automl.data.split import stratified_split
-from automl.arch.morph import PRESERVING
+from automl.search.records import CandidateRecord, Status
+from automl.search.store import CandidateStore
 from bench.common import RESULTS, load_dataset
 
 STRATEGIES = ("bayesian", "random", "initial")
@@ -53,12 +55,12 @@ def run_search(dataset: str, strategy: str, seed: int, budget: float, final_epoc
         clf = ImageClassifier(path=tmp, params=params)
         start = time.time()
         clf.fit(x[train], y[train], time_limit=budget)
-        records = [json.loads(p.read_text()) for p in sorted(Path(tmp, "candidates").glob("*/record.json"))]
+        records = CandidateStore(tmp).records()
         clf.final_fit(x[train], y[train], epochs=final_epochs)
         accuracy = clf.evaluate(x[test], y[test])
     return {"test_accuracy": accuracy, "seconds": time.time() - start, "n_candidates": len(records),
-            "n_failed": sum(r["status"] == "failed" for r in records),
-            "best_val_accuracy": max((r["val_accuracy"] or 0) for r in records),
+            "n_failed": sum(r.status is Status.FAILED for r in records),
+            "best_val_accuracy": max((r.val_accuracy or 0) for r in records),
             "inheritance_gaps": inheritance_gaps(records)}
 
 
@@ -73,15 +75,16 @@ def run_svc(dataset: str) -> dict:
     return {"test_accuracy": float((model.predict(flat[test]) == y[test]).mean()), "seconds": time.time() - start}
 
 
-def inheritance_gaps(records: list[dict]) -> list[float]:
+def inheritance_gaps(records: list[CandidateRecord]) -> list[float]:
     """|inherited val accuracy - parent's val accuracy| for children made by preserving morphs only."""
-    by_id = {r["id"]: r for r in records}
+    by_id = {r.id: r for r in records}
     gaps = []
     for r in records:
-        parent = by_id.get(r.get("parent_id"))
-        ops = (r.get("operation") or "").split("+")
-        if parent and r.get("inherited_val_accuracy") is not None and all(op in PRESERVING for op in ops):
-            gaps.append(abs(r["inherited_val_accuracy"] - parent["val_accuracy"]))
+        parent = by_id.get(r.parent_id)
+        ops = (r.operation or "").split("+")
+        if parent and parent.val_accuracy is not None and r.inherited_val_accuracy is not None \
+                and all(op in PRESERVING for op in ops):
+            gaps.append(abs(r.inherited_val_accuracy - parent.val_accuracy))
     return gaps
 
 

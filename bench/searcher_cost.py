@@ -19,6 +19,7 @@ import random
 import statistics
 
 from automl.arch.graph import Graph
+from automl.search.records import Outcome, Status
 from automl.search.strategies import make_searcher, searcher_from_state
 from bench.common import RESULTS, timed
 
@@ -36,7 +37,7 @@ def history(n: int, input_shape: tuple[int, ...] = (1, 28, 28), seed: int = 0) -
     searcher = make_searcher("random", input_shape, 10, seed=seed)
     while len(searcher.observations) < n:
         (candidate,) = searcher.ask(1)
-        searcher.tell(candidate.id, {"status": "complete", "val_accuracy": synthetic_accuracy(candidate.graph, rng)})
+        searcher.tell(candidate.id, Outcome(Status.COMPLETE, synthetic_accuracy(candidate.graph, rng)))
     return searcher.to_state()
 
 
@@ -52,8 +53,8 @@ def round_seconds(n: int, repeats: int = 3) -> float:
 
 def seed_network_train_seconds() -> float:
     """Training time of the seed network with the default settings on the default dataset."""
-    from automl.config import TrainConfig
     from automl.arch.graph import initial_graph
+    from automl.config import TrainConfig
     from automl.training.trainer import train_candidate
     from bench.common import tensor_data
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from automl.arch.builder import build_module
+from automl.arch.graph import initial_graph
 from automl.config import TrainConfig
 from automl.training.device import place
-from automl.arch.graph import initial_graph
 from automl.training.trainer import TensorData, set_threads, train_candidate
 from bench.common import RESULTS, alternate, tensor_data, timed
 
@@ -61,7 +61,7 @@ def measure(dataset: str = "mnist5k", image_size: int = 28, epochs: int = 2, rep
 
     def trainer() -> float:
         result = train_candidate(graph, None, data, config, seed=0)
-        assert result.status == "complete", result.error
+        assert not result.failed, result.error
         return images / result.train_seconds
 
     bare_ips, trainer_ips = alternate(bare, trainer, repeats)

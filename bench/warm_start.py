@@ -14,10 +14,10 @@ import argparse
 import json
 import random
 
-from automl.config import TrainConfig
 from automl.arch.graph import initial_graph
+from automl.arch.inherit import inherit_chain
 from automl.arch.morph import OPERATIONS, random_morph
-from automl.search.loop import inherit_chain
+from automl.config import TrainConfig
 from automl.training.trainer import train_candidate
 from bench.common import RESULTS, tensor_data
 

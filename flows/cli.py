@@ -12,9 +12,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from automl.config import Params, load_params, parse_set
+from automl.config import load_params, parse_set
 from automl.errors import AutoMLError
 from flows.runlog import run_log
+from tasks.settings import PipelineParams
 
 # Offline-friendly defaults: no telemetry, and room for the first start of Prefect's temporary server
 # (it creates its database then, which can take longer than Prefect's default wait).
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.csv and args.images):
                 raise AutoMLError("--csv and --images go together: the CSV names files inside the images folder.")
             overrides.update({"data.csv": args.csv, "data.images": args.images, "data.source": ""})
-        params = load_params(args.params, overrides)
+        params = load_params(args.params, overrides, PipelineParams)
         if args.command in COMMANDS:
             return COMMANDS[args.command](args, params)
         if args.command == "stage":
@@ -101,15 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _run(args: argparse.Namespace, params: Params) -> int:
+def _run(args: argparse.Namespace, params: PipelineParams) -> int:
     """The pipeline, its console copied to ``<paths.work>/logs/``, then moved next to its report."""
-    if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # no progress bars, here or in worker processes
     with run_log(Path(params.paths.work, "logs")) as log:
+        from automl.session import check_params
         from flows.pipeline import run_pipeline
         from flows.runners import task_runner
         from tasks.data import check_user_data
 
+        check_params(params)  # no CUDA for train.device=cuda, unknown operations: before any work
         check_user_data(params)
         task_runner(params)  # a runner that cannot start (prefect-dask missing) fails before any work
         result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace, params: Params) -> int:
     return 0
 
 
-def _params(args: argparse.Namespace, params: Params) -> int:
+def _params(args: argparse.Namespace, params: PipelineParams) -> int:
     from flows.params_doc import params_yaml, table
 
     if args.yaml:
@@ -132,7 +133,7 @@ def _params(args: argparse.Namespace, params: Params) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace, params: Params) -> int:
+def _predict(args: argparse.Namespace, params: PipelineParams) -> int:
     from automl.export.predict import ExportedModel, image_files
     from tasks.registry import model_folder
 
@@ -146,7 +147,7 @@ def _predict(args: argparse.Namespace, params: Params) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, params: Params) -> int:
+def _report(args: argparse.Namespace, params: PipelineParams) -> int:
     from tasks.report import regenerate
 
     print(f"Report: {regenerate(params, args.run_id)['html']}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from automl.config import Params
+from tasks.settings import PipelineParams
 
 SECTIONS = {
     "runner": "where `automl run` trains candidates (Prefect task runners); see README \"Scaling out\"",
@@ -68,13 +68,13 @@ HEADER = ("# Every knob of a pipeline run. `automl run --set section.key=value` 
           "# `dvc repro` re-runs the stages whose params changed. `automl params` explains each one.\n")
 
 
-def table(params: Params) -> list[tuple[str, Any, Any, str]]:
+def table(params: PipelineParams) -> list[tuple[str, Any, Any, str]]:
     """(key, default, value in ``params``, meaning) for every param, in ``params.yaml`` order."""
-    defaults = Params().flat()
+    defaults = PipelineParams().flat()
     return [(key, defaults[key], value, HELP[key]) for key, value in params.flat().items()]
 
 
-def params_yaml(params: Params) -> str:
+def params_yaml(params: PipelineParams) -> str:
     """``params`` as a ``params.yaml`` with each key's meaning as its comment."""
     lines, section = [HEADER.rstrip("\n")], ""
     for key, value in params.flat().items():

@@ -10,31 +10,32 @@ from typing import Any, Callable
 from prefect import flow
 from prefect.task_runners import TaskRunner
 
-from automl.config import Params, from_dict
-from automl.errors import stops_the_run
+from automl.config import from_dict
+from automl.errors import describe_error, stops_the_run
 from automl.search.loop import BatchTrainer
-from automl.search.searcher import Candidate
+from automl.search.records import Candidate, CandidateRecord
 from automl.search.store import CandidateStore
 from automl.timing import Stopwatch
 from flows import runners
 from tasks import data, model, remote, report, tracking
-from tasks.search import best_accuracy, run_search_step, train_candidate_task
+from tasks.search import best_accuracy, run_search_step, session_of, train_candidate_task
+from tasks.settings import PipelineParams
 
 
-def mapped_trainer(runner: TaskRunner, quiet: bool) -> Callable[[Params, str], BatchTrainer]:
+def mapped_trainer(runner: TaskRunner, quiet: bool) -> Callable[[PipelineParams, str], BatchTrainer]:
     """Train each round's candidates as Prefect tasks on ``runner`` (started by the caller). A task
     that crashes (its own code records ordinary failures) becomes a failed record, not a failed flow.
     Workers that may not share this disk exchange data and weights through MLflow (``tasks.remote``)."""
 
-    def make(params: Params, parent_run_id: str) -> BatchTrainer:
-        store = CandidateStore(data.work_dir(params, "search"))
+    def make(params: PipelineParams, parent_run_id: str) -> BatchTrainer:
+        store = session_of(params).store
         local = runners.shares_disk(params)
         if not local:
             remote.publish_data(params, parent_run_id)
         train = train_candidate_task if local else remote.train_candidate_remote
         sent = runners.worker_params(params)
 
-        def train_batch(candidates: list[Candidate], deadline: float) -> list[dict[str, Any]]:
+        def train_batch(candidates: list[Candidate], deadline: float) -> list[CandidateRecord]:
             common = {"params": sent, "deadline": deadline, "parent_run_id": parent_run_id, "quiet": quiet,
                       "best": best_accuracy(store)}
             futures = [runner.submit(train, {"candidate": c.to_dict(), **common}) for c in candidates]
@@ -44,17 +45,18 @@ def mapped_trainer(runner: TaskRunner, quiet: bool) -> Callable[[Params, str], B
     return make
 
 
-def _result(future: Any, candidate: Candidate, store: CandidateStore, local: bool, params: Params) -> dict[str, Any]:
+def _result(future: Any, candidate: Candidate, store: CandidateStore, local: bool,
+            params: PipelineParams) -> CandidateRecord:
     try:
         record = future.result()
         return record if local else remote.adopt(params, candidate, record, store)
     except Exception as exc:
         if stops_the_run(exc):
             raise
-        return store.fail(candidate, exc)
+        return store.fail(candidate, describe_error(exc))
 
 
-def _report(params: Params) -> dict[str, Any]:
+def _report(params: PipelineParams) -> dict[str, Any]:
     """The run report, or why there is none: a report that cannot be drawn does not cost the user the
     model, which is exported next either way."""
     try:
@@ -79,21 +81,22 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
     long data preparation and the start of MLflow tracking took."""
     clock = Stopwatch()
     timing = {"started_at": time.time()}
-    p = from_dict(params)
+    p = from_dict(params, "params", PipelineParams)
     with clock("data_seconds"):
         _stage("ingest", quiet)
-        ingested = data.ingest(p)
+        ingested = data.ingest(p, quiet)
         _stage("split", quiet)
         split = data.split(p)
         _stage("preprocess", quiet)
-        data.preprocess(p)
+        data.preprocess(p, quiet)
     with clock("tracking_start_seconds"):
         parent_run_id = None if resume else tracking.start_parent_run(p)  # resuming: the search's own
     timing.update(clock.rounded())
     try:
         _stage("search", quiet)
         with runners.candidate_runner(p) as runner:
-            searched = run_search_step(p, parent_run_id, make_trainer=mapped_trainer(runner, quiet), resume=resume)
+            searched = run_search_step(p, parent_run_id, make_trainer=mapped_trainer(runner, quiet), resume=resume,
+                                       quiet=quiet)
         parent_run_id = searched["parent_run_id"]
         _stage("final_fit", quiet)
         model.final_fit(p, quiet)
@@ -111,11 +114,11 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
             "export": exported, "timing": timing}
 
 
-def run_pipeline(params: Params, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
+def run_pipeline(params: PipelineParams, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
     return pipeline(params.to_dict(), quiet, resume)
 
 
-def serve(params: Params, name: str, cron: str | None) -> None:
+def serve(params: PipelineParams, name: str, cron: str | None) -> None:
     """Register the pipeline as a deployment with ``params`` and ``cron``, then run its scheduled and
     on-demand runs in this process until stopped (Prefect's ``flow.serve``). The schedule stays active
     when this process stops, so a restarted server picks it up again."""

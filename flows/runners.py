@@ -17,15 +17,15 @@ from prefect.client.orchestration import get_client
 from prefect.settings import get_current_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from automl.config import Params
 from automl.errors import ConfigError
+from tasks.settings import PipelineParams
 
 
-def workers(params: Params) -> int:
+def workers(params: PipelineParams) -> int:
     return params.runner.workers or params.search.parallel
 
 
-def task_runner(params: Params) -> TaskRunner:
+def task_runner(params: PipelineParams) -> TaskRunner:
     """A new (not yet started) task runner for ``params.runner``."""
     kind = params.runner.kind
     if kind == "thread":
@@ -42,12 +42,12 @@ def task_runner(params: Params) -> TaskRunner:
                                           "processes": True, "dashboard_address": None})
 
 
-def shares_disk(params: Params) -> bool:
+def shares_disk(params: PipelineParams) -> bool:
     """Whether candidate tasks may read and write the driver's files (threads of its own process)."""
     return params.runner.kind == "thread"
 
 
-def worker_params(params: Params) -> Params:
+def worker_params(params: PipelineParams) -> PipelineParams:
     """The params candidate tasks get: with a local pool of processes, each takes its share of the
     cores unless ``train.threads`` says otherwise (a remote worker keeps its machine's default)."""
     if params.runner.kind == "thread" or params.runner.address or params.train.threads:
@@ -57,7 +57,7 @@ def worker_params(params: Params) -> Params:
 
 
 @contextmanager
-def candidate_runner(params: Params) -> Iterator[TaskRunner]:
+def candidate_runner(params: PipelineParams) -> Iterator[TaskRunner]:
     """The started task runner for a search, its workers ready before the search's clock starts."""
     with _workers_share_prefect_api(params):
         with task_runner(params) as runner:
@@ -72,7 +72,7 @@ def _warm_up() -> None:
 
 
 @contextmanager
-def _workers_share_prefect_api(params: Params) -> Iterator[None]:
+def _workers_share_prefect_api(params: PipelineParams) -> Iterator[None]:
     """Without ``PREFECT_API_URL`` Prefect runs a temporary server per process, so each worker
     process would start its own (seconds each, and its task runs would not show in this flow run).
     Local workers inherit the environment: point them at this process's server while they run."""

@@ -11,32 +11,33 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from automl.config import Params
-from automl.data.images import load_image_dataset, read_labels_csv
-from automl.data.split import stratified_split
 from automl.data.embedded import write_default_dataset
+from automl.data.images import load_image_dataset, plain, read_labels_csv
+from automl.data.preprocess import Preprocessor
+from automl.data.split import stratified_split
 from automl.errors import DataError
 from automl.fileio import atomic_path, read_json, write_json
-from automl.data.preprocess import Preprocessor
 from automl.report.progress import bar
 from automl.training.trainer import TensorData
+from tasks.settings import PipelineParams
 
 SPLITS = ("train", "val", "test")
 DATA_ROOT = "data"
 
 
-def work_dir(params: Params, *parts: str) -> Path:
+def work_dir(params: PipelineParams, *parts: str) -> Path:
     return Path(params.paths.work, *parts)
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest(params: Params) -> dict[str, Any]:
+def ingest(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Write the embedded dataset ``data.source`` into ``data/<source>/`` unless it is there, then
     check that the dataset the run uses (``data.csv``, which may be the user's own) is readable."""
     if params.data.source:
         target = embedded_dir(params.data.source)
         if not (target / "labels.csv").exists():
-            write_default_dataset(params.data.source, target / "labels.csv", target / "images", bar)
+            write_default_dataset(params.data.source, target / "labels.csv", target / "images",
+                                  plain if quiet else bar)
     names, labels = read_labels_csv(params.data.csv, params.data.filename_column, params.data.label_column)
     return {"csv": params.data.csv, "images": params.data.images, "n_images": len(names),
             "n_classes": len(set(labels))}
@@ -47,7 +48,7 @@ def embedded_dir(source: str) -> Path:
 
 
 @task(name="split", cache_policy=NO_CACHE)
-def split(params: Params) -> dict[str, int]:
+def split(params: PipelineParams) -> dict[str, int]:
     """Stratified, seeded split of the CSV's rows into train/val/test CSVs of the same format."""
     names, labels = read_labels_csv(params.data.csv, params.data.filename_column, params.data.label_column)
     test_idx, val_idx, train_idx = stratified_split(
@@ -63,9 +64,11 @@ def split(params: Params) -> dict[str, int]:
 
 
 @task(name="preprocess", cache_policy=NO_CACHE)
-def preprocess(params: Params) -> dict[str, Any]:
+def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Decode and resize every image once; normalize with training-split statistics; save tensors."""
-    raw = {s: load_image_dataset(work_dir(params, "split", f"{s}.csv"), params.data.images, progress=bar) for s in SPLITS}
+    progress = plain if quiet else bar
+    raw = {s: load_image_dataset(work_dir(params, "split", f"{s}.csv"), params.data.images, progress=progress)
+           for s in SPLITS}
     pre = Preprocessor.fit(*raw["train"], params.preprocess.image_size)
     out = work_dir(params, "preprocessed")
     for name, (x, y) in raw.items():
@@ -75,7 +78,7 @@ def preprocess(params: Params) -> dict[str, Any]:
     return {"classes": pre.classes, "channels": pre.channels, "image_size": pre.image_size}
 
 
-def load_preprocessor(params: Params) -> Preprocessor:
+def load_preprocessor(params: PipelineParams) -> Preprocessor:
     return Preprocessor.from_dict(read_json(work_dir(params, "preprocessed", "preprocessor.json")))
 
 
@@ -91,7 +94,7 @@ def load_tensors(work: str | Path, train: tuple[str, ...] = ("train",), val: str
     return TensorData(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), x_val, y_val)
 
 
-def check_user_data(params: Params) -> None:
+def check_user_data(params: PipelineParams) -> None:
     """Fail fast, before any server starts, when the user's own CSV or image folder is unusable."""
     if not params.data.source:
         read_labels_csv(params.data.csv, params.data.filename_column, params.data.label_column)

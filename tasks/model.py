@@ -9,60 +9,49 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from automl.arch.builder import build_module
-from automl.config import Params
 from automl.export.model import export_model
-from automl.fileio import read_json, write_csv, write_json, write_text
-from automl.arch.graph import Graph
+from automl.fileio import read_json, write_csv, write_json
 from automl.report.progress import ConsoleProgress
-from automl.search.store import CandidateStore, load_weights, save_weights
-from automl.training.trainer import accuracy, predict_logits, train_candidate
+from automl.session import load_network
+from automl.training.trainer import class_accuracies, predict_logits
 from tasks import registry, tracking
 from tasks.data import load_preprocessor, load_split, load_tensors, work_dir
-from tasks.search import parent_run_of
+from tasks.search import parent_run_of, session_of
+from tasks.settings import PipelineParams
 
 
 @task(name="final-fit", cache_policy=NO_CACHE)
-def final_fit(params: Params, quiet: bool = False) -> dict[str, Any]:
+def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Train the best architecture on train+val: from its searched weights, or from scratch when
     ``final_fit.retrain``. Writes ``final/{graph.json,weights.pt,curves.csv}``."""
-    best = read_json(work_dir(params, "search", "best.json"))
-    store = CandidateStore(work_dir(params, "search"))
-    graph = store.graph(best["best_id"])
-    weights = None if params.final_fit.retrain else store.weights(best["best_id"])
+    session = session_of(params)
+    best_id = read_json(work_dir(params, "search", "best.json"))["best_id"]
     data = load_tensors(params.paths.work, train=("train", "val"), val=None)
     progress = None if quiet else ConsoleProgress(None).final_epoch
-    result = train_candidate(graph, weights, data, params.train, seed=params.seed,
-                             max_epochs=params.final_fit.epochs, on_epoch=progress)
-    if result.status != "complete":
-        raise RuntimeError(f"final fit failed: {result.error}")
     out = work_dir(params, "final")
-    save_weights(result.state, out / "weights.pt")
-    write_text(out / "graph.json", graph.to_json())
-    write_csv(out / "curves.csv", ["epoch", "train_loss"], result.history)
+    final = session.final_fit(session.store.graph(best_id), session.store.weights(best_id), data, out,
+                              on_epoch=progress)
+    write_csv(out / "curves.csv", ["epoch", "train_loss"], final.result.history)
     run_id = parent_run_of(params)
-    for row in result.history:
+    for row in final.result.history:
         tracking.log_metrics(params, run_id, {"final_fit_train_loss": row["train_loss"]}, step=row["epoch"])
-    return {"epochs": result.epochs, "train_seconds": result.train_seconds, "retrain": params.final_fit.retrain}
+    return {"epochs": final.result.epochs, "train_seconds": final.result.train_seconds,
+            "retrain": params.final_fit.retrain}
 
 
-def load_final(params: Params) -> torch.nn.Module:
-    folder = work_dir(params, "final")
-    module = build_module(Graph.from_json((folder / "graph.json").read_text()))
-    module.load_state_dict(load_weights(folder / "weights.pt"))
-    return module.eval()
+def load_final(params: PipelineParams) -> torch.nn.Module:
+    return load_network(work_dir(params, "final"))[1]
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(params: Params) -> dict[str, Any]:
+def evaluate(params: PipelineParams) -> dict[str, Any]:
     """Test accuracy (overall and per class) of the final model; written to ``metrics.json``."""
     model = load_final(params)
     x, y = load_split(params.paths.work, "test")
     pred = predict_logits(model, x).argmax(1)
-    classes = load_preprocessor(params).classes
-    per_class = {str(c): float((pred[y == i] == i).float().mean()) for i, c in enumerate(classes) if (y == i).any()}
+    per_class = class_accuracies(y.numpy(), pred.numpy(), load_preprocessor(params).classes)
     best = read_json(work_dir(params, "search", "best.json"))
-    metrics = {"test_accuracy": accuracy(model, x, y), "test_size": int(len(y)),
+    metrics = {"test_accuracy": float((pred == y).float().mean()), "test_size": int(len(y)),
                "search_best_val_accuracy": best["best_val_accuracy"], "n_candidates": best["n_candidates"],
                "per_class_accuracy": per_class}
     write_json(Path(params.paths.work, "metrics.json"), metrics)
@@ -71,7 +60,7 @@ def evaluate(params: Params) -> dict[str, Any]:
 
 
 @task(name="export", cache_policy=NO_CACHE)
-def export(params: Params) -> dict[str, Any]:
+def export(params: PipelineParams) -> dict[str, Any]:
     """TorchScript, ONNX and labels under ``paths.export``; the MLflow pyfunc model in the parent run,
     registered in the Model Registry (see ``tasks.registry``)."""
     paths = export_model(load_final(params), load_preprocessor(params), params.paths.export)

@@ -15,9 +15,9 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from automl.config import Params
 from automl.errors import AutoMLError
 from tasks import tracking
+from tasks.settings import PipelineParams
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ACCURACY_TAG, SPLIT_TAG = "automl.test_accuracy", "automl.test_split_sha256"
@@ -28,7 +28,7 @@ def split_fingerprint(test_csv: str | Path) -> str:
     return hashlib.sha256(Path(test_csv).read_bytes()).hexdigest()
 
 
-def register(params: Params, model_uri: str, run_id: str, test_accuracy: float, split: str) -> dict[str, Any]:
+def register(params: PipelineParams, model_uri: str, run_id: str, test_accuracy: float, split: str) -> dict[str, Any]:
     """Register ``model_uri`` as a new version and give it its alias; returns name, version, alias
     and why."""
     import mlflow
@@ -57,7 +57,7 @@ def _alias(client: Any, name: str, test_accuracy: float, split: str) -> tuple[st
     return CHALLENGER, f"test accuracy {test_accuracy:.4f} does not beat the champion's {best:.4f}"
 
 
-def model_folder(ref: str, params: Params) -> Path:
+def model_folder(ref: str, params: PipelineParams) -> Path:
     """A local folder holding the model ``ref`` names: the folder itself, or a ``models:/`` or
     ``runs:/`` URI downloaded from the tracking server of ``params``."""
     if "://" not in ref and ":/" not in ref:

@@ -18,19 +18,19 @@ from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from automl.config import Params
-from automl.search.searcher import Candidate
+from automl.search.records import Candidate, CandidateRecord, Status
 from automl.search.store import CandidateStore
 from automl.training.trainer import TensorData
 from tasks import tracking
 from tasks.data import load_tensors, work_dir
 from tasks.search import train_with_tracking
+from tasks.settings import PipelineParams
 
 DATA_ARTIFACTS = "data/preprocessed"
 DATA_FILES = ("train.npz", "val.npz")
 
 
-def publish_data(params: Params, parent_run_id: str) -> None:
+def publish_data(params: PipelineParams, parent_run_id: str) -> None:
     """Upload the tensors candidates train on to the parent run (skipped when a resumed run has them)."""
     client = tracking.client_for(params)
     present = {Path(f.path).name for f in client.list_artifacts(parent_run_id, DATA_ARTIFACTS)}
@@ -69,8 +69,8 @@ def fetch_candidate(client: MlflowClient, run_id: str, candidate_id: int, store:
 
 
 @task(name="train-candidate", cache_policy=NO_CACHE)
-def train_candidate_remote(candidate: dict[str, Any], params: Params, deadline: float, parent_run_id: str,
-                           quiet: bool = False, best: float | None = None) -> dict[str, Any]:
+def train_candidate_remote(candidate: dict[str, Any], params: PipelineParams, deadline: float, parent_run_id: str,
+                           quiet: bool = False, best: float | None = None) -> CandidateRecord:
     """Train one candidate with nothing from the driver's disk (see the module docstring)."""
     cand = Candidate.from_dict(candidate)
     client = tracking.client_for(params)
@@ -82,11 +82,12 @@ def train_candidate_remote(candidate: dict[str, Any], params: Params, deadline: 
         return train_with_tracking(cand, params, deadline, parent_run_id, quiet, best, store, data)
 
 
-def adopt(params: Params, candidate: Candidate, record: dict[str, Any], store: CandidateStore) -> dict[str, Any]:
+def adopt(params: PipelineParams, candidate: Candidate, record: CandidateRecord,
+          store: CandidateStore) -> CandidateRecord:
     """Write a worker's record into the driver's store, with the weights from its MLflow run. The
     record goes last: a crash before it leaves a running candidate, which a resume trains again."""
     store.start(candidate)
-    if record["status"] == "complete":
-        tracking.client_for(params).download_artifacts(record["tracking_run_id"], "weights.pt",
+    if record.status is Status.COMPLETE:
+        tracking.client_for(params).download_artifacts(record.tracking_run_id, "weights.pt",
                                                        str(store.dir(candidate.id)))
-    return store.finish(candidate, record, None)
+    return store.finish(record, None)

@@ -14,7 +14,6 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from automl.config import Params
 from automl.data.images import read_image, read_labels_csv, resolve_image_path
 from automl.errors import AutoMLError
 from automl.fileio import read_json, write_csv, write_json
@@ -25,13 +24,14 @@ from tasks import tracking
 from tasks.data import load_preprocessor, load_split, work_dir
 from tasks.model import load_final
 from tasks.search import parent_run_of
+from tasks.settings import PipelineParams
 
 DATA_FILE = "report_data.json"
 ARTIFACT_DIR = "report"
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def report(params: Params) -> dict[str, Any]:
+def report(params: PipelineParams) -> dict[str, Any]:
     """Write ``<paths.reports>/<run id>/report.html`` and its PNGs; log them to the parent run."""
     run_id = parent_run_of(params)
     data = collect(params, run_id)
@@ -39,7 +39,7 @@ def report(params: Params) -> dict[str, Any]:
     return publish(params, run_id, data)
 
 
-def collect(params: Params, run_id: str) -> dict[str, Any]:
+def collect(params: PipelineParams, run_id: str) -> dict[str, Any]:
     """Everything the report shows, from the run's files under ``paths.work``; the raw test images are
     read again only for the misclassified ones (the tensors are normalized and resized)."""
     classes = load_preprocessor(params).classes
@@ -61,7 +61,7 @@ def collect(params: Params, run_id: str) -> dict[str, Any]:
                        lambda i: read_image(resolve_image_path(folder, names[i])), meta)
 
 
-def publish(params: Params, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+def publish(params: PipelineParams, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """Render into ``<paths.reports>/<run_id>/`` and log the folder as the parent run's ``report/``."""
     out = Path(params.paths.reports, run_id)
     write_json(out / DATA_FILE, data)
@@ -70,7 +70,7 @@ def publish(params: Params, run_id: str, data: dict[str, Any]) -> dict[str, Any]
     return {"html": str(paths["html"]), "folder": str(out)}
 
 
-def regenerate(params: Params, run_id: str) -> dict[str, Any]:
+def regenerate(params: PipelineParams, run_id: str) -> dict[str, Any]:
     """Draw a run's report again from the data logged with it (``automl report RUN_ID``)."""
     client = tracking.client_for(params)
     try:
@@ -84,11 +84,11 @@ def regenerate(params: Params, run_id: str) -> dict[str, Any]:
     return publish(params, run_id, data)
 
 
-def write_plot_data(params: Params, data: dict[str, Any]) -> None:
+def write_plot_data(params: PipelineParams, data: dict[str, Any]) -> None:
     """``trajectory.csv`` and ``predictions.csv`` under ``paths.work/report/`` for ``dvc plots``."""
     out = work_dir(params, "report")
     fields = ["candidate", "seconds", "val_accuracy", "best_so_far"]
-    write_csv(out / "trajectory.csv", fields, [p for p in trajectory(data["candidates"]) if not p.get("failed")])
+    write_csv(out / "trajectory.csv", fields, [p for p in trajectory(data["candidates"]) if not p.get("failure")])
     matrix, classes = np.asarray(data["confusion"]), data["classes"]
     pairs = [{"actual": classes[i], "predicted": classes[j]} for i in range(len(classes))
              for j in range(len(classes)) for _ in range(int(matrix[i, j]))]

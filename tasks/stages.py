@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from automl.config import Params
+from tasks.settings import PipelineParams
 
 STAGES: dict[str, str] = {  # stage -> module:function (a Prefect task's body, or the search step)
     "ingest": "tasks.data:ingest",
@@ -23,7 +23,7 @@ STAGES: dict[str, str] = {  # stage -> module:function (a Prefect task's body, o
 }
 
 
-def run_stage(name: str, params: Params) -> Any:
+def run_stage(name: str, params: PipelineParams) -> Any:
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
     module, attr = STAGES[name].split(":")

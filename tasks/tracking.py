@@ -15,20 +15,20 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from automl.config import Params
-from automl.search.searcher import Candidate
+from automl.search.records import Candidate, CandidateRecord
 from automl.search.store import CandidateStore
 from automl.training.trainer import EpochInfo
+from tasks.settings import PipelineParams
 
 PARENT_TAG = "mlflow.parentRunId"
 
 
-def tracking_uri(params: Params) -> str:
+def tracking_uri(params: PipelineParams) -> str:
     """The param, else ``$MLFLOW_TRACKING_URI``, else an SQLite file in the working directory."""
     return params.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
-def client_for(params: Params) -> MlflowClient:
+def client_for(params: PipelineParams) -> MlflowClient:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     return MlflowClient(tracking_uri=tracking_uri(params))
 
@@ -38,7 +38,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     return found.experiment_id if found else client.create_experiment(name)
 
 
-def start_parent_run(params: Params, run_name: str = "pipeline") -> str:
+def start_parent_run(params: PipelineParams, run_name: str = "pipeline") -> str:
     """Create the pipeline's parent run with every param; return its id."""
     client = client_for(params)
     run = client.create_run(experiment_id(client, params.tracking.experiment), run_name=run_name,
@@ -49,7 +49,7 @@ def start_parent_run(params: Params, run_name: str = "pipeline") -> str:
 
 
 def loggable_params(flat: dict[str, Any]) -> dict[str, Any]:
-    """Params as a teammate may see them in a shared MLflow: no tracking URI (it may carry a password)
+    """PipelineParams as a teammate may see them in a shared MLflow: no tracking URI (it may carry a password)
     and no absolute path (it names a user's home and folders): paths inside the working directory
     become relative, others keep only their last part."""
     out = {}
@@ -63,7 +63,7 @@ def loggable_params(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def reopen_parent_run(params: Params, run_id: str, store: CandidateStore) -> None:
+def reopen_parent_run(params: PipelineParams, run_id: str, store: CandidateStore) -> None:
     """A resumed run logs into its old parent run: mark it running again, and settle the candidate
     runs the crash left running. The store is written before MLflow, so a candidate whose record is
     final gets its run finished from that record; the others are marked killed (they train again)."""
@@ -74,26 +74,26 @@ def reopen_parent_run(params: Params, run_id: str, store: CandidateStore) -> Non
     for run in client.search_runs([logger.experiment_id], query):
         candidate_id = int(run.data.tags["automl.candidate_id"])
         record = store.record(candidate_id)
-        if record is None or record["status"] not in ("complete", "failed"):
+        if record is None or not record.status.finished:
             client.set_terminated(run.info.run_id, "KILLED")
             continue
         logger.runs[candidate_id] = run.info.run_id
-        weights = store.weights_path(candidate_id) if record["status"] == "complete" else None
+        weights = store.weights_path(candidate_id) if record.succeeded else None
         logger.on_candidate_end(Candidate(candidate_id, store.graph(candidate_id)), record, weights)
 
 
-def finish_run(params: Params, run_id: str, status: str = "FINISHED") -> None:
+def finish_run(params: PipelineParams, run_id: str, status: str = "FINISHED") -> None:
     client_for(params).set_terminated(run_id, status)
 
 
-def log_metrics(params: Params, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+def log_metrics(params: PipelineParams, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     client_for(params).log_batch(run_id, metrics=[Metric(k, float(v), 0, step) for k, v in metrics.items()])
 
 
 class MlflowCandidateLogger:
     """A search callback: one nested run per candidate with its graph, metrics, weights and lineage."""
 
-    def __init__(self, params: Params, parent_run_id: str) -> None:
+    def __init__(self, params: PipelineParams, parent_run_id: str) -> None:
         self.client = client_for(params)
         self.experiment_id = self.client.get_run(parent_run_id).info.experiment_id
         self.parent_run_id = parent_run_id
@@ -109,8 +109,8 @@ class MlflowCandidateLogger:
         run = self.client.create_run(self.experiment_id, run_name=f"candidate-{candidate.id:04d}", tags=tags)
         with self._lock:
             self.runs[candidate.id] = run.info.run_id
-        reasoning = [Metric(f"searcher.{k}", float(v), 0, 0) for k, v in candidate.info.items()
-                     if isinstance(v, (int, float))]  # UCB, GP mean and std, estimated memory
+        reasoning = [Metric(f"searcher.{k}", float(v), 0, 0)
+                     for k, v in candidate.reasoning.metrics().items()]  # UCB, GP mean and std, estimated memory
         self.client.log_batch(run.info.run_id, metrics=reasoning, params=[
             Param("n_params", str(candidate.graph.param_count())),
             Param("architecture", candidate.graph.describe()[:500])])
@@ -123,22 +123,21 @@ class MlflowCandidateLogger:
         self.client.log_batch(self.runs[candidate.id],
                               metrics=[Metric(k, float(v), 0, info.epoch) for k, v in metrics.items()])
 
-    def on_candidate_end(self, candidate: Candidate, record: dict[str, Any], weights_path: Path | None) -> None:
+    def on_candidate_end(self, candidate: Candidate, record: CandidateRecord, weights_path: Path | None) -> None:
         run_id = self.runs[candidate.id]
-        final = {"best_val_accuracy": record.get("val_accuracy"), "best_val_loss": record.get("val_loss"),
-                 "epochs": record.get("epochs"),
-                 "train_seconds": record.get("train_seconds"),
-                 "inherited_val_accuracy": record.get("inherited_val_accuracy")}
+        final = {"best_val_accuracy": record.val_accuracy, "best_val_loss": record.val_loss,
+                 "epochs": record.epochs, "train_seconds": record.train_seconds,
+                 "inherited_val_accuracy": record.inherited_val_accuracy}
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in final.items() if v is not None],
-                              tags=[RunTag("automl.status", record["status"])])
+                              tags=[RunTag("automl.status", record.status.value)])
         if weights_path is not None:
             self.client.log_artifact(run_id, str(weights_path))
-        if record.get("error"):
-            self.client.log_text(run_id, record["error"], "error.txt")
-        self.client.set_terminated(run_id, "FINISHED" if record["status"] == "complete" else "FAILED")
+        if record.error:
+            self.client.log_text(run_id, record.error, "error.txt")
+        self.client.set_terminated(run_id, "FINISHED" if record.succeeded else "FAILED")
 
 
-def log_pyfunc_model(params: Params, run_id: str, export_paths: dict[str, Path]) -> str:
+def log_pyfunc_model(params: PipelineParams, run_id: str, export_paths: dict[str, Path]) -> str:
     """Log the exported TorchScript model as an MLflow pyfunc whose ``predict`` takes raw images
     (a batch of arrays as the user gives them) and returns labels. Returns the model URI."""
     import mlflow

@@ -15,7 +15,7 @@ for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "D
                      "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}.items():
     os.environ.setdefault(_key, _value)
 
-from automl.config import Params  # noqa: E402
+from tasks.settings import PipelineParams  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,9 +53,9 @@ def digits_on_disk(tmp_path_factory: pytest.TempPathFactory, digits) -> tuple[Pa
 
 
 @pytest.fixture
-def tiny_params(tmp_path: Path) -> Params:
+def tiny_params(tmp_path: Path) -> PipelineParams:
     """Settings that train a candidate in about a second, with every output under ``tmp_path``."""
-    return Params().replace(**{
+    return PipelineParams().replace(**{
         "preprocess.image_size": 12, "train.max_epochs": 2, "train.batch_size": 64, "train.threads": 2,
         "search.time_limit": 60, "final_fit.epochs": 1,
         "paths.work": str(tmp_path / "artifacts"), "paths.export": str(tmp_path / "exported"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.search_strategies import accuracy_section, inheritance_gaps, summarize
 
 
@@ -37,8 +38,11 @@ def test_the_headline_table_keeps_only_the_default_protocol_and_lists_the_svc_ap
 
 
 def test_inheritance_gaps_count_only_children_of_function_preserving_morphs() -> None:
-    records = [{"id": "p", "val_accuracy": 0.9},
-               {"id": "a", "parent_id": "p", "operation": "wider_conv+skip_add", "inherited_val_accuracy": 0.9},
-               {"id": "b", "parent_id": "p", "operation": "deeper_dense", "inherited_val_accuracy": 0.85},
-               {"id": "c", "parent_id": "p", "operation": "shrink_remove", "inherited_val_accuracy": 0.1}]
+    def record(id: int, parent: int | None, operation: str | None, **fields: float) -> CandidateRecord:
+        return CandidateRecord(id, parent, operation, "", 0, Reasoning(), Status.COMPLETE, **fields)
+
+    records = [record(1, None, None, val_accuracy=0.9),
+               record(2, 1, "wider_conv+skip_add", inherited_val_accuracy=0.9, val_accuracy=0.9),
+               record(3, 1, "deeper_dense", inherited_val_accuracy=0.85, val_accuracy=0.9),
+               record(4, 1, "shrink_remove", inherited_val_accuracy=0.1, val_accuracy=0.9)]
     assert inheritance_gaps(records) == pytest.approx([0.0, 0.05])

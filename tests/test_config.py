@@ -3,12 +3,21 @@ import pytest
 from automl.config import Params, load_params, parse_set
 from automl.errors import ConfigError
 from flows.params_doc import HELP, params_yaml
+from tasks.settings import PipelineParams
 from tests.conftest import REPO
 
 
 def test_params_yaml_is_what_automl_params_writes_and_every_param_is_explained():
-    assert set(HELP) == set(Params().flat())
-    assert (REPO / "params.yaml").read_text() == params_yaml(Params())
+    assert set(HELP) == set(PipelineParams().flat())
+    assert (REPO / "params.yaml").read_text() == params_yaml(PipelineParams())
+
+
+def test_the_library_params_hold_no_pipeline_section_and_the_pipeline_checks_its_own():
+    assert not {"data", "tracking", "runner", "paths"} & {k.split(".")[0] for k in Params().flat()}
+    assert PipelineParams().replace(**{"search.time_limit": 5}).search_params() == \
+        Params().replace(**{"search.time_limit": 5}).flat()
+    with pytest.raises(ConfigError, match="runner.kind"):
+        PipelineParams().replace(**{"runner.kind": "cloud"})
 
 
 def test_overrides_are_typed_and_unknown_keys_list_the_valid_ones(tmp_path):
@@ -25,7 +34,6 @@ def test_overrides_are_typed_and_unknown_keys_list_the_valid_ones(tmp_path):
     ("split.test_fraction", "0.95", "split"),
     ("search.strategy", "magic", "strategy"),
     ("train.lr_schedule", "step", "lr_schedule"),
-    ("search.operations", "wider_conv,teleport", "search.operations"),
 ])
 def test_out_of_range_values_are_refused(key, value, message):
     with pytest.raises(ConfigError, match=message):

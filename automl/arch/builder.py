@@ -1,7 +1,8 @@
 """The one builder from a ``Graph`` (plain data) to a ``torch.nn.Module``.
 
 Parameters live under ``L<layer id>`` so that a morphed child, which keeps its parent's layer ids,
-can load every parent weight whose shape still fits (see ``load_matching``).
+keeps the parent's weights by name; ``automl.arch.inherit`` computes the rest, and training loads the
+result strictly (a missing or misshapen tensor is an error, never a silent re-initialization).
 """
 
 from __future__ import annotations
@@ -63,12 +64,3 @@ class GraphModule(nn.Module):
 
 def build_module(graph: Graph) -> GraphModule:
     return GraphModule(graph)
-
-
-def load_matching(module: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """Load every tensor of ``state`` whose name and shape fit ``module``; return the names loaded."""
-    own = module.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    own.update(fitting)
-    module.load_state_dict(own)
-    return sorted(fitting)

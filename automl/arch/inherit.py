@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from automl.arch.builder import build_module
+from automl.arch.channels import Channels, channel_flow
 from automl.arch.graph import Graph
-from automl.arch.morph import Channels, channel_flow
+from automl.arch.morph import MORPHS, apply_morph
 
 State = dict[str, torch.Tensor]
 BN_IDENTITY = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0}  # running_var: 1 - eps, set apart
@@ -45,6 +46,16 @@ def inherit_weights(child: Graph, parent_state: State) -> State:
         RULES[spec["op"]](_Ctx(child, spec, parent_state, out, eps, done))
     _copy_leading_slices(parent_state, out, done)
     return out
+
+
+def inherit_chain(parent: Graph, state: State, child: Graph) -> State:
+    """Replay the morphs from ``parent`` to ``child`` (recorded in the child's history), carrying the
+    weights through each, so the child starts computing what its trained parent computed."""
+    graph = parent
+    for spec in child.history[len(parent.history):]:
+        graph = apply_morph(graph, spec)
+        state = inherit_weights(graph, state)
+    return state
 
 
 @dataclass
@@ -176,6 +187,9 @@ def _shrink_remove(ctx: _Ctx) -> None:
         _apply_flow(ctx, kept, Channels(index, old), set(ctx.spec["consumers"]))
 
 
+# The weight rule of each operation of ``automl.arch.morph.MORPHS``, by the same name.
 RULES = {"deeper_conv": _deeper_conv, "deeper_dense": _deeper_dense, "wider_conv": _resized,
          "wider_dense": _resized, "skip_add": _skip_add, "skip_concat": _skip_concat,
          "shrink_remove": _shrink_remove, "shrink_narrow": _resized}
+if set(RULES) != set(MORPHS):  # a morph without a weight rule would train its child from random weights
+    raise ImportError(f"weight rules and morphs disagree: {sorted(set(RULES) ^ set(MORPHS))}")

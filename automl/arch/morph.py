@@ -16,20 +16,14 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from automl.arch.channels import Channels, ancestors, channel_flow, consumers, conv_count, logits_id, width_key
 from automl.arch.graph import INPUT_ID, Graph, Layer, Shape
 
 Spec = dict[str, Any]
-OPERATIONS = ("deeper_conv", "deeper_dense", "wider_conv", "wider_dense", "skip_add", "skip_concat",
-              "shrink_remove", "shrink_narrow")
-PRESERVING = OPERATIONS[:6]  # the child computes what its parent did, once inherit.py moved the weights
 KERNEL_SIZES = (3, 5)
 MIN_NARROW = 8
-CHANNELWISE = {"relu", "batchnorm", "maxpool", "dropout", "global_avg_pool"}  # channel j in -> channel j out
 SKIP_FROM = {"relu", "maxpool", "add", "concat"}  # block outputs a skip may start from
 SKIP_TO = {"conv", "relu", "maxpool", "add", "concat"}  # where it may be merged in
-TARGETS = {"deeper_conv": ("after",), "deeper_dense": ("after",), "wider_conv": ("layer",),
-           "wider_dense": ("layer",), "skip_add": ("from", "to"), "skip_concat": ("from", "to"),
-           "shrink_remove": ("layer",), "shrink_narrow": ("layer",)}
 
 
 @dataclass(frozen=True)
@@ -38,106 +32,10 @@ class MorphLimits:
 
     max_depth: int = 12  # number of conv layers in the graph (skip convs count too)
     max_width: int = 512  # filters/units of any conv/dense, and channels of a new concat
-    allowed: tuple[str, ...] = OPERATIONS
+    allowed: tuple[str, ...] | None = None  # None: every operation
 
 
-UNLIMITED = MorphLimits(max_depth=10**9, max_width=10**9)
-
-
-# --- graph queries ---------------------------------------------------------------------------
-def consumers(graph: Graph) -> dict[int, list[int]]:
-    """Ids of the layers reading each layer's output (and the image's, id 0), in layer order."""
-    out: dict[int, list[int]] = {INPUT_ID: [], **{layer.id: [] for layer in graph.layers}}
-    for layer in graph.layers:
-        for i in dict.fromkeys(layer.inputs):
-            out[i].append(layer.id)
-    return out
-
-
-def ancestors(graph: Graph) -> dict[int, set[int]]:
-    """Every layer id (0 included) that each layer depends on."""
-    anc: dict[int, set[int]] = {INPUT_ID: set()}
-    for layer in graph.layers:
-        anc[layer.id] = set().union(*(anc[i] | {i} for i in layer.inputs))
-    return anc
-
-
-def logits_id(graph: Graph) -> int:
-    """The classifier: the layer feeding the final softmax. Never widened, narrowed or removed."""
-    last = graph.layers[-1]
-    return last.inputs[0] if last.type == "softmax" else last.id
-
-
-def conv_count(graph: Graph) -> int:
-    return sum(layer.type == "conv" for layer in graph.layers)
-
-
-def width_key(layer: Layer) -> str:
-    return "filters" if layer.type == "conv" else "units"
-
-
-# --- how channels move: shared by the validity checks here and the weight transfer in inherit ---
-@dataclass(frozen=True)
-class Channels:
-    """A child tensor's channels in terms of the parent's tensor at the same place.
-
-    ``index[j]`` is the parent channel that child channel j carries (-1: a new channel that every
-    consumer must ignore, i.e. get zero weights for); ``old`` is the parent tensor's channel count.
-    """
-
-    index: tuple[int, ...]
-    old: int
-
-    @staticmethod
-    def identity(n: int) -> "Channels":
-        return Channels(tuple(range(n)), n)
-
-
-@dataclass
-class Flow:
-    """Where a channel change travels: channel-wise layers and merges whose output changed
-    (``outputs``), and the conv/dense layers whose input changed and stop it (``consumers``)."""
-
-    outputs: dict[int, Channels]
-    consumers: dict[int, Channels]
-
-
-def channel_flow(graph: Graph, source: int, channels: Channels, first: set[int] | None = None,
-                 shapes: dict[int, Shape] | None = None) -> Flow | None:
-    """Follow a change of ``source``'s output channels down to the next conv/dense layers.
-
-    ``first`` limits which consumers of ``source`` see the change (None: all). Returns None where
-    the change cannot be absorbed: an ``add`` whose inputs would disagree, or the final output.
-    ``shapes`` (``graph.shapes()``) may be passed by callers that follow many changes of one graph.
-    """
-    shapes = shapes or graph.shapes()
-    flow = Flow({}, {})
-    for layer in graph.layers:
-        ins = [(channels if first is None or layer.id in first else None) if i == source else flow.outputs.get(i)
-               for i in layer.inputs]
-        if all(c is None for c in ins):
-            continue
-        if layer.type in ("conv", "dense"):
-            flow.consumers[layer.id] = ins[0]
-        elif layer.type in CHANNELWISE:
-            flow.outputs[layer.id] = ins[0]
-        elif layer.type == "concat":
-            flow.outputs[layer.id] = _concat_channels(ins, [shapes[i][0] for i in layer.inputs])
-        elif layer.type == "add" and all(c == ins[0] for c in ins):
-            flow.outputs[layer.id] = ins[0]
-        else:
-            return None
-    return flow
-
-
-def _concat_channels(ins: list[Channels | None], sizes: list[int]) -> Channels:
-    index: list[int] = []
-    offset = 0
-    for ch, n in zip(ins, sizes):
-        ch = ch or Channels.identity(n)
-        index += [k + offset if k >= 0 else -1 for k in ch.index]
-        offset += ch.old
-    return Channels(tuple(index), offset)
+UNLIMITED = MorphLimits(max_depth=10**9, max_width=10**9)  # replaying a recorded spec: structure only
 
 
 def _flows(graph: Graph, layer: Layer, shapes: dict[int, Shape]) -> bool:
@@ -208,16 +106,10 @@ def _remove_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[S
             yield spec
 
 
-CANDIDATES: dict[str, Callable[[Graph, MorphLimits, str], Iterator[Spec]]] = {
-    "deeper_conv": _deeper_candidates, "deeper_dense": _deeper_candidates, "wider_conv": _resize_candidates,
-    "wider_dense": _resize_candidates, "skip_add": _skip_candidates, "skip_concat": _skip_candidates,
-    "shrink_remove": _remove_candidates, "shrink_narrow": _resize_candidates}
-
-
 def possible_morphs(graph: Graph, limits: MorphLimits = MorphLimits()) -> list[Spec]:
     """Every valid operation on ``graph`` within ``limits``: op, target layer ids, and (for width
     changes) the new width, which is a consequence of the limits rather than a random choice."""
-    return [spec for op in OPERATIONS if op in limits.allowed for spec in CANDIDATES[op](graph, limits, op)]
+    return [spec for op in _allowed(limits) for spec in MORPHS[op].candidates(graph, limits, op)]
 
 
 # --- editing helpers --------------------------------------------------------------------------
@@ -357,20 +249,46 @@ def _shrink_remove(graph: Graph, spec: Spec, rng: random.Random) -> Result:
                     "consumers": readers[last], "old_channels": shapes[last][0]}
 
 
-OPS: dict[str, Callable[[Graph, Spec, random.Random], Result]] = {
-    "deeper_conv": _deeper_conv, "deeper_dense": _deeper_dense, "wider_conv": _wider, "wider_dense": _wider,
-    "skip_add": _skip_add, "skip_concat": _skip_concat, "shrink_remove": _shrink_remove, "shrink_narrow": _narrow}
+@dataclass(frozen=True)
+class Morph:
+    """One operation, declared once: the spec keys naming its targets, whether the child computes
+    what its parent did (once ``automl.arch.inherit`` moved the weights, by the weight rule registered
+    there under the same name), where it applies (``candidates``) and the graph edit itself (``edit``)."""
+
+    name: str
+    targets: tuple[str, ...]
+    preserving: bool
+    candidates: Callable[[Graph, MorphLimits, str], Iterator[Spec]]
+    edit: Callable[[Graph, Spec, random.Random], Result]
+
+
+MORPHS: dict[str, Morph] = {m.name: m for m in (
+    Morph("deeper_conv", ("after",), True, _deeper_candidates, _deeper_conv),
+    Morph("deeper_dense", ("after",), True, _deeper_candidates, _deeper_dense),
+    Morph("wider_conv", ("layer",), True, _resize_candidates, _wider),
+    Morph("wider_dense", ("layer",), True, _resize_candidates, _wider),
+    Morph("skip_add", ("from", "to"), True, _skip_candidates, _skip_add),
+    Morph("skip_concat", ("from", "to"), True, _skip_candidates, _skip_concat),
+    Morph("shrink_remove", ("layer",), False, _remove_candidates, _shrink_remove),
+    Morph("shrink_narrow", ("layer",), False, _resize_candidates, _narrow),
+)}
+OPERATIONS = tuple(MORPHS)
+PRESERVING = tuple(name for name, m in MORPHS.items() if m.preserving)
+
+
+def _allowed(limits: MorphLimits) -> list[str]:
+    return [op for op in OPERATIONS if limits.allowed is None or op in limits.allowed]
 
 
 def _check_target(graph: Graph, spec: Spec) -> None:
     """Refuse a spec whose targets are not structurally valid here (limits aside: a replayed spec
     must apply whatever limits the search used)."""
     op = spec.get("op")
-    if op not in OPS:
+    if op not in MORPHS:
         raise ValueError(f"unknown operation {op!r}; expected one of {OPERATIONS}")
-    keys = TARGETS[op]
+    keys = MORPHS[op].targets
     target = tuple(spec.get(k) for k in keys)
-    if not any(tuple(c[k] for k in keys) == target for c in CANDIDATES[op](graph, UNLIMITED, op)):
+    if not any(tuple(c[k] for k in keys) == target for c in MORPHS[op].candidates(graph, UNLIMITED, op)):
         raise ValueError(f"{op} is not applicable to {dict(zip(keys, target))} on {graph.describe()}")
 
 
@@ -382,7 +300,7 @@ def apply_morph(graph: Graph, spec: Spec, rng: random.Random | None = None) -> G
     """
     _check_target(graph, spec)
     parent = graph.copy()
-    layers, done = OPS[spec["op"]](parent, dict(spec), rng or random.Random(0))
+    layers, done = MORPHS[spec["op"]].edit(parent, dict(spec), rng or random.Random(0))
     return Graph(parent.input_shape, parent.n_classes, layers, parent.history + [done])
 
 
@@ -391,9 +309,9 @@ def random_morph(graph: Graph, rng: random.Random, limits: MorphLimits = MorphLi
     """One random valid morph, or None. The operation is drawn first (uniformly among those with a
     valid target), then its target, so the many (A, B) pairs of skip operations do not crowd out the
     others; only the drawn operation's targets are enumerated, which keeps the acquisition cheap."""
-    allowed = [op for op in OPERATIONS if op in limits.allowed and (ops is None or op in ops)]
+    allowed = [op for op in _allowed(limits) if ops is None or op in ops]
     for op in rng.sample(allowed, len(allowed)):
-        specs = list(CANDIDATES[op](graph, limits, op))
+        specs = list(MORPHS[op].candidates(graph, limits, op))
         if specs:
             return apply_morph(graph, rng.choice(specs), rng)
     return None

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl.fileio import atomic_path, write_json
 from automl.data.preprocess import InputAdapter, Preprocessor
+from automl.fileio import atomic_path, write_json
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"

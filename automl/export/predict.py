@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from automl.data.images import read_image
+from automl.data.preprocess import image_to_chw
 from automl.errors import DataError
 from automl.export.model import LABELS_FILE, TORCHSCRIPT_FILE, read_labels
-from automl.data.preprocess import image_to_chw
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from automl.search.records import Status  # noqa: E402
+
 LAYER_COLOURS = {"conv": "#9ecae1", "batchnorm": "#e0e0e0", "relu": "#f0f0f0", "maxpool": "#fdd0a2",
                  "global_avg_pool": "#fdae6b", "dropout": "#f0f0f0", "dense": "#a1d99b", "add": "#dadaeb",
                  "concat": "#bcbddc", "softmax": "#fcbba1"}
@@ -24,8 +26,8 @@ def trajectory(points: list[dict[str, Any]]) -> Figure:
     """Validation accuracy of each candidate against the time it finished, the best-so-far line, and
     failed candidates as red crosses on the x axis (``points``: ``automl.report.render.trajectory``)."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    ok = [p for p in points if not p.get("failed")]
-    failed = [p for p in points if p.get("failed")]
+    ok = [p for p in points if not p.get("failure")]
+    failed = [p for p in points if p.get("failure")]
     if ok:
         xs = [p["seconds"] for p in ok]
         ax.scatter(xs, [p["val_accuracy"] for p in ok], s=28, zorder=3, label="candidate")
@@ -73,7 +75,7 @@ def lineage(records: list[dict[str, Any]]) -> Figure:
     for cid, (x, y) in pos.items():
         r = by_id[cid]
         acc = r.get("val_accuracy")
-        colour = cmap(acc) if r["status"] == "complete" and acc is not None else "#bbbbbb"
+        colour = cmap(acc) if r["status"] == Status.COMPLETE.value and acc is not None else "#bbbbbb"
         ax.scatter([x], [y], s=420, color=colour, edgecolors="black", zorder=3)
         ax.text(x, y, f"#{cid}", ha="center", va="center", fontsize=7, zorder=4,
                 color="white" if acc is not None and acc < 0.6 else "black")

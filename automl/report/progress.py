@@ -2,13 +2,12 @@
 
 It lives at the edge like the MLflow callback; nothing in the search or the trainer prints. On a
 terminal each training candidate gets a bar of its epochs and the search a bar of its budget (tqdm);
-in a log or a pipe every epoch is a line instead. ``TQDM_DISABLE=1`` (``automl run --quiet``) turns
-bars off.
+in a log or a pipe every epoch is a line instead. Quiet runs (``automl run --quiet``) pass
+``bars=False``: no setting travels through the environment.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -19,17 +18,17 @@ from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
-from automl.search.loop import UNTIL_DEADLINE
-from automl.search.searcher import Candidate
+from automl.search.records import Candidate, CandidateRecord
 from automl.training.trainer import EpochInfo
 
 
 class ConsoleProgress:
     """Prints one line per epoch and per finished candidate. Thread-safe: mapped tasks share it."""
 
-    def __init__(self, deadline: float | None, stream: TextIO | None = None) -> None:
+    def __init__(self, deadline: float | None, stream: TextIO | None = None, bars: bool = True) -> None:
         self.deadline = deadline
         self.stream = stream or sys.stdout
+        self.bars = bars
         self.best: float | None = None
         self._lock = threading.Lock()
         self._bars: dict[int, tqdm] = {}
@@ -58,41 +57,42 @@ class ConsoleProgress:
             return
         acc = f"val_acc {info.val_accuracy:.4f}" if info.val_accuracy is not None else ""
         best = f"best {self.best:.4f}" if self.best is not None else ""
-        of = f"/{info.max_epochs}" if info.max_epochs < UNTIL_DEADLINE else " (until the deadline)"
+        of = f"/{info.max_epochs}" if info.max_epochs is not None else " (until the deadline)"
         self._print(f"[search] candidate #{candidate.id} epoch {info.epoch}{of} "
                     f"loss {info.train_loss:.4f} {acc} {best} ({info.seconds:.1f}s)  {self._left()}")
 
     def _bar(self, candidate_id: int, info: EpochInfo) -> tqdm:
         with self._lock:
             if candidate_id not in self._bars:
-                total = info.max_epochs if info.max_epochs < UNTIL_DEADLINE else None
+                total = info.max_epochs  # None: until the deadline, a bar without an end
                 self._bars[candidate_id] = tqdm(total=total, desc=f"candidate #{candidate_id}", unit="epoch",
-                                                file=self.stream, disable=bars_disabled(), leave=False)
+                                                file=self.stream, disable=_disable(self.bars), leave=False)
             return self._bars[candidate_id]
 
-    def on_candidate_end(self, candidate: Candidate, record: dict[str, Any], weights_path: Path | None) -> None:
+    def on_candidate_end(self, candidate: Candidate, record: CandidateRecord, weights_path: Path | None) -> None:
         if bar := self._bars.pop(candidate.id, None):
             bar.close()
-        acc = record.get("val_accuracy")
+        acc = record.val_accuracy
         self._update_best(acc)
-        detail = f"val_acc {acc:.4f}" if acc is not None else record.get("error", "").splitlines()[0][:200]
-        self._print(f"[search] candidate #{candidate.id} {record['status']}: {detail}; best so far "
+        detail = f"val_acc {acc:.4f}" if acc is not None else record.first_error_line()[:200]
+        self._print(f"[search] candidate #{candidate.id} {record.status.value}: {detail}; best so far "
                     f"{self.best if self.best is not None else float('nan'):.4f}  {self._left()}")
 
     def final_epoch(self, info: EpochInfo) -> None:
         self._print(f"[final_fit] epoch {info.epoch}/{info.max_epochs} loss {info.train_loss:.4f} ({info.seconds:.1f}s)")
 
 
-def bars_disabled() -> bool | None:
-    """tqdm's ``disable``: None shows bars on terminals only; ``TQDM_DISABLE=1`` (``--quiet``) never."""
-    return True if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes") else None
+def _disable(bars: bool) -> bool | None:
+    """tqdm's ``disable``: None shows a bar on terminals only (not in logs and pipes); True never."""
+    return None if bars else True
 
 
 @contextmanager
-def budget_bar(time_limit: float, spent: float = 0.0, stream: TextIO | None = None) -> Iterator[None]:
+def budget_bar(time_limit: float, spent: float = 0.0, stream: TextIO | None = None,
+               bars: bool = True) -> Iterator[None]:
     """A bar of the search's time budget, moved by a thread every second (terminals only)."""
     bar = tqdm(total=round(time_limit), initial=min(round(spent), round(time_limit)), desc="search budget",
-               file=stream or sys.stdout, disable=bars_disabled(),
+               file=stream or sys.stdout, disable=_disable(bars),
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total}s")
     start, done = time.time(), threading.Event()
 
@@ -114,6 +114,6 @@ def budget_bar(time_limit: float, spent: float = 0.0, stream: TextIO | None = No
 
 
 def bar(items: Sequence[Any], desc: str, unit: str) -> Iterable[Any]:
-    """Items with a progress bar on a terminal (none in logs and pipes; ``TQDM_DISABLE=1``: none):
-    the ``progress`` that the faces hand to data loading."""
-    return tqdm(items, desc=desc, unit=unit, disable=bars_disabled(), leave=False, mininterval=0.5)
+    """Items with a progress bar on a terminal (none in logs and pipes): the ``progress`` that the faces
+    hand to data loading (a quiet run hands ``automl.data.images.plain``)."""
+    return tqdm(items, desc=desc, unit=unit, disable=None, leave=False, mininterval=0.5)

@@ -8,14 +8,17 @@ and ``report.html``, a single self-contained page (pictures embedded) that opens
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from automl.report import plots as report_plots
 from automl.fileio import atomic_path, write_text
+from automl.report import plots as report_plots
+from automl.search.records import CandidateRecord, Status
+from automl.training.trainer import class_accuracies
 
 MAX_MISCLASSIFIED = 24
 PICTURES = ("trajectory", "lineage", "architecture", "confusion", "per_class", "misclassified")
@@ -25,7 +28,7 @@ TABLE_COLUMNS = [("id", "id"), ("parent", "parent_id"), ("operation", "operation
                  ("error", "error")]
 
 
-def report_data(records: list[dict[str, Any]], final_graph: dict[str, Any], classes: list[Any],
+def report_data(records: list[CandidateRecord], final_graph: dict[str, Any], classes: list[Any],
                 y_true: np.ndarray, probabilities: np.ndarray, image: Callable[[int], np.ndarray],
                 meta: dict[str, Any]) -> dict[str, Any]:
     """``y_true`` (N,) class indices and ``probabilities`` (N, K) on the test split; ``image(i)``: the
@@ -41,27 +44,21 @@ def report_data(records: list[dict[str, Any]], final_graph: dict[str, Any], clas
         "candidates": [candidate_row(r) for r in records],
         "final_graph": final_graph,
         "confusion": matrix.tolist(),
+        "per_class_accuracy": class_accuracies(y_true, predicted, [str(c) for c in classes]),
         "misclassified": [{"index": int(i), "true": str(classes[y_true[i]]), "predicted": str(classes[predicted[i]]),
                            "probability": round(float(probabilities[i, predicted[i]]), 4),
                            "image": np.asarray(image(int(i))).tolist()} for i in wrong],
     }
 
 
-def candidate_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A candidate's record as the report keeps it: the table's columns and the trajectory's times."""
-    info = record.get("info", {})
-    return {"id": record["id"], "parent_id": record.get("parent_id"), "operation": record.get("operation"),
-            "status": record["status"], "n_params": record.get("n_params"),
-            "architecture": record.get("architecture"), "epochs": record.get("epochs"),
-            "val_accuracy": record.get("val_accuracy"), "finished_at": record.get("finished_at"),
-            "wall": record.get("timing", {}).get("wall"), "error": (record.get("error") or "").split("\n")[0],
-            **{k: info.get(k) for k in ("ucb", "gp_mean", "gp_std", "estimated_memory_mb")}}
-
-
-def per_class_accuracy(data: dict[str, Any]) -> dict[str, float]:
-    matrix = np.asarray(data["confusion"])
-    totals = matrix.sum(1)
-    return {c: float(matrix[i, i] / totals[i]) for i, c in enumerate(data["classes"]) if totals[i]}
+def candidate_row(record: CandidateRecord) -> dict[str, Any]:
+    """A candidate's record as the report document keeps it (JSON, redrawn later from MLflow): the
+    table's columns and the trajectory's times."""
+    return {"id": record.id, "parent_id": record.parent_id, "operation": record.operation,
+            "status": record.status.value, "n_params": record.n_params, "architecture": record.architecture,
+            "epochs": record.epochs, "val_accuracy": record.val_accuracy, "finished_at": record.finished_at,
+            "wall": record.timing.get("wall"), "error": record.first_error_line(),
+            **dataclasses.asdict(record.reasoning)}
 
 
 def trajectory(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,12 +68,12 @@ def trajectory(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     origin = min((c["finished_at"] - (c["wall"] or 0.0) for c in done), default=0.0)
     rows, best = [], 0.0
     for c in done:
-        if c["status"] == "complete" and c.get("val_accuracy") is not None:
+        if c["status"] == Status.COMPLETE.value and c.get("val_accuracy") is not None:
             best = max(best, c["val_accuracy"])
             rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2),
                          "val_accuracy": c["val_accuracy"], "best_so_far": best})
-        elif c["status"] == "failed":
-            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2), "failed": True})
+        elif c["status"] == Status.FAILED.value:
+            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2), "failure": True})
     return rows
 
 
@@ -89,7 +86,7 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         "lineage": lambda: report_plots.lineage(data["candidates"]),
         "architecture": lambda: report_plots.architecture(data["final_graph"]),
         "confusion": lambda: report_plots.confusion(np.asarray(data["confusion"]), data["classes"]),
-        "per_class": lambda: report_plots.per_class(per_class_accuracy(data)),
+        "per_class": lambda: report_plots.per_class(data["per_class_accuracy"]),
         "misclassified": lambda: report_plots.misclassified(data["misclassified"]),
     }
     paths = {name: _save(make(), out / f"{name}.png") for name, make in figures.items()}

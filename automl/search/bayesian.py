@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from automl.search.gp import GaussianProcess, ucb
 from automl.arch.graph import Graph
+from automl.search.gp import GaussianProcess, ucb
 from automl.search.kernel import Descriptor, DistanceCache, describe
-from automl.search.searcher import Candidate, Proposal, Searcher, operations_between
+from automl.search.records import Candidate, Reasoning
+from automl.search.searcher import Proposal, Searcher, operations_between
 
 
 @dataclass
@@ -51,7 +52,8 @@ class BayesianSearcher(Searcher):
         if not roots:
             return []
         known = self.known()
-        fantasies = [(describe(c.graph), c.info.get("gp_mean", float(np.mean(self.targets))))
+        prior = float(np.mean(self.targets))
+        fantasies = [(describe(c.graph), prior if c.reasoning.gp_mean is None else c.reasoning.gp_mean)
                      for c in self.pending.values()]
         out: list[Proposal] = []
         for _ in range(n):
@@ -61,7 +63,7 @@ class BayesianSearcher(Searcher):
                 break
             out.append(found)
             known.add(describe(found[0]))
-            fantasies.append((describe(found[0]), found[3]["gp_mean"]))
+            fantasies.append((describe(found[0]), found[3].gp_mean))
         return out
 
     def _optimize(self, model: "_Model", roots: list, known: set[Descriptor]) -> Proposal | None:
@@ -90,8 +92,8 @@ class BayesianSearcher(Searcher):
         if best is None:
             return None
         score, graph, root, mean, std = best
-        info = {"ucb": round(score, 6), "gp_mean": round(mean, 6), "gp_std": round(std, 6)}
-        return graph, root.id, operations_between(root.graph, graph), info
+        why = Reasoning(ucb=round(score, 6), gp_mean=round(mean, 6), gp_std=round(std, 6))
+        return graph, root.id, operations_between(root.graph, graph), why
 
     def _neighbours(self, graph: Graph, seen: set[Descriptor]) -> list[Graph]:
         children = (self.random_child(graph, seen) for _ in range(self.config.neighbours))

@@ -10,36 +10,18 @@ every ``tell`` and restored after a crash.
 
 from __future__ import annotations
 
+import math
 import random
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from automl.config import SearchConfig
 from automl.arch.graph import Graph, initial_graph
-from automl.search.kernel import Descriptor, describe
-from automl.arch.memory import default_memory_limit_mb, estimate_memory_mb
+from automl.arch.memory import estimate_memory_mb
 from automl.arch.morph import MorphLimits, random_morph
-
-
-@dataclass
-class Candidate:
-    """One architecture to train: where it came from and why it was chosen."""
-
-    id: int
-    graph: Graph
-    parent_id: int | None = None
-    operation: str | None = None  # the morphism that made it from its parent; None for the seed
-    info: dict[str, Any] = field(default_factory=dict)  # the searcher's reasoning (UCB, GP mean/std...)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "graph": self.graph.to_dict(), "parent_id": self.parent_id,
-                "operation": self.operation, "info": dict(self.info)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
-        return cls(int(d["id"]), Graph.from_dict(d["graph"]), d.get("parent_id"), d.get("operation"),
-                   dict(d.get("info", {})))
+from automl.config import SearchConfig
+from automl.search.kernel import Descriptor, describe
+from automl.search.records import SCHEMA, Candidate, Outcome, Reasoning, Status
 
 
 @dataclass
@@ -47,11 +29,11 @@ class Observation:
     """What the searcher knows of a told candidate."""
 
     candidate: Candidate
-    status: str  # "complete" | "failed"
+    status: Status
     val_accuracy: float | None
 
 
-Proposal = tuple[Graph, "int | None", "str | None", dict[str, Any]]
+Proposal = tuple[Graph, "int | None", "str | None", Reasoning]  # graph, parent id, operation, why
 
 
 class Searcher(ABC):
@@ -65,15 +47,19 @@ class Searcher(ABC):
     until_deadline = False  # train each candidate for the whole remaining budget, not to patience
 
     def __init__(self, input_shape: tuple[int, ...], n_classes: int, seed: int = 0,
-                 config: SearchConfig | None = None, batch_size: int = 128) -> None:
+                 config: SearchConfig | None = None, batch_size: int = 128,
+                 memory_limit_mb: float = math.inf) -> None:
+        """``memory_limit_mb``: no candidate estimated above it is proposed (the driver knows the
+        machine; an out-of-memory failure lowers it)."""
         self.input_shape = tuple(input_shape)
         self.n_classes = n_classes
         self.seed = seed
         self.config = config or SearchConfig()
         self.batch_size = batch_size
         self.rng = random.Random(seed)
-        self.limits = MorphLimits(self.config.max_depth, self.config.max_width, self.config.allowed_operations())
-        self.memory_limit_mb = self.config.max_memory_mb or default_memory_limit_mb()
+        self.limits = MorphLimits(self.config.max_depth, self.config.max_width,
+                                  self.config.allowed_operations() or None)
+        self.memory_limit_mb = memory_limit_mb
         self.next_id = 1
         self.pending: dict[int, Candidate] = {}
         self.observations: list[Observation] = []
@@ -81,40 +67,36 @@ class Searcher(ABC):
     def ask(self, n: int = 1) -> list[Candidate]:
         """Up to ``n`` new candidates; the first is always the seed's initial network."""
         if self.next_id == 1:
-            proposals: list[Proposal] = [(initial_graph(self.input_shape, self.n_classes), None, None, {})]
+            proposals: list[Proposal] = [(initial_graph(self.input_shape, self.n_classes), None, None, Reasoning())]
         else:
             proposals = self._propose(n)
         out = []
-        for graph, parent_id, operation, info in proposals[:n]:
-            info = {**info, "estimated_memory_mb": round(self.memory_mb(graph), 1)}
-            if self.until_deadline:
-                info["until_deadline"] = True
-            candidate = Candidate(self.next_id, graph, parent_id, operation, info)
+        for graph, parent_id, operation, reasoning in proposals[:n]:
+            reasoning = replace(reasoning, estimated_memory_mb=round(self.memory_mb(graph), 1))
+            candidate = Candidate(self.next_id, graph, parent_id, operation, reasoning, self.until_deadline)
             self.next_id += 1
             self.pending[candidate.id] = candidate
             out.append(candidate)
         return out
 
-    def tell(self, candidate_id: int, result: dict[str, Any]) -> None:
-        """Report a trained (or failed) candidate: ``result`` has ``status`` and ``val_accuracy``;
-        a failure whose ``error`` says out of memory lowers the memory limit below that candidate."""
+    def tell(self, candidate_id: int, outcome: Outcome) -> None:
+        """Report a trained (or failed) candidate; one that ran out of memory lowers the memory
+        limit below it, so nothing as large is proposed again."""
         candidate = self.pending.pop(candidate_id, None)
         if candidate is None:
             raise KeyError(f"candidate {candidate_id} was not asked for, or was told already")
-        status = result.get("status", "failed")
-        acc = result.get("val_accuracy") if status == "complete" else None
-        if status == "failed" and "out of memory" in str(result.get("error", "")).lower():
+        if outcome.out_of_memory:
             self.memory_limit_mb = min(self.memory_limit_mb, 0.9 * self.memory_mb(candidate.graph))
-        self.observations.append(Observation(candidate, status, acc))
-        if status == "complete" and acc is not None:
-            self._observed(candidate, acc)
+        self._remember(Observation(candidate, outcome.status, outcome.val_accuracy))
 
-    def best(self) -> Observation | None:
-        done = self.complete()
-        return max(done, key=lambda o: o.val_accuracy) if done else None
+    def _remember(self, observation: Observation) -> None:
+        self.observations.append(observation)
+        if observation.status is Status.COMPLETE and observation.val_accuracy is not None:
+            self._observed(observation.candidate, observation.val_accuracy)
 
     def complete(self) -> list[Observation]:
-        return [o for o in self.observations if o.status == "complete" and o.val_accuracy is not None]
+        """The trained architectures: what later proposals are morphs of."""
+        return [o for o in self.observations if o.status is Status.COMPLETE and o.val_accuracy is not None]
 
     # --- helpers for strategies ------------------------------------------------------------
     def memory_mb(self, graph: Graph) -> float:
@@ -147,6 +129,7 @@ class Searcher(ABC):
     def to_state(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()
         return {
+            "schema": SCHEMA,
             "strategy": self.name,
             "input_shape": list(self.input_shape),
             "n_classes": self.n_classes,
@@ -157,7 +140,7 @@ class Searcher(ABC):
             "rng": [version, list(internal), gauss],
             "next_id": self.next_id,
             "pending": [c.to_dict() for c in self.pending.values()],
-            "observations": [{"candidate": o.candidate.to_dict(), "status": o.status,
+            "observations": [{"candidate": o.candidate.to_dict(), "status": o.status.value,
                               "val_accuracy": o.val_accuracy} for o in self.observations],
         }
 
@@ -169,10 +152,7 @@ class Searcher(ABC):
         self.pending = {c.id: c for c in (Candidate.from_dict(d) for d in state["pending"])}
         self.observations = []
         for o in state["observations"]:
-            obs = Observation(Candidate.from_dict(o["candidate"]), o["status"], o["val_accuracy"])
-            self.observations.append(obs)
-            if obs.status == "complete" and obs.val_accuracy is not None:
-                self._observed(obs.candidate, obs.val_accuracy)
+            self._remember(Observation(Candidate.from_dict(o["candidate"]), Status(o["status"]), o["val_accuracy"]))
 
 
 def operations_between(parent: Graph, child: Graph) -> str:
@@ -208,5 +188,5 @@ class RandomSearcher(Searcher):
             parent = self.rng.choice(parents).candidate
             child = self.random_child(parent.graph, known)
             if child is not None:
-                out.append((child, parent.id, operations_between(parent.graph, child), {}))
+                out.append((child, parent.id, operations_between(parent.graph, child), Reasoning()))
         return out

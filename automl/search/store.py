@@ -9,7 +9,6 @@ Every file is written atomically; weights load with ``weights_only=True`` (no pi
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from pathlib import Path
@@ -17,21 +16,14 @@ from typing import Any
 
 import torch
 
+from automl.arch.graph import Graph
 from automl.errors import ConfigError
 from automl.fileio import atomic_path, read_json, write_json, write_text
-from automl.arch.graph import Graph
-from automl.search.searcher import Candidate, Searcher
+from automl.search.records import Candidate, CandidateRecord, Status, best_of
+from automl.search.searcher import Searcher
 from automl.search.strategies import searcher_from_state
-from automl.training.trainer import failed_result
 
 SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, LOG_FILE = "searcher.json", "budget.json", "identity.json", "search.log"
-
-
-def rank(record: dict[str, Any]) -> tuple[float, float, int]:
-    """Best first: validation accuracy, then lower validation loss (a validation set of a few hundred
-    images ties often on accuracy), then the earlier candidate."""
-    loss = record.get("val_loss")
-    return record["val_accuracy"], -(loss if loss is not None else math.inf), -record["id"]
 
 
 class CandidateStore:
@@ -53,6 +45,8 @@ class CandidateStore:
             if changed:
                 raise ConfigError(f"{self.root}: cannot resume, the search there ran with other settings or data "
                                   f"({', '.join(changed)} differ). Run without resume to start a new search.")
+            for partial in self.root.rglob(".*.tmp"):  # a write the kill cut short (see fileio.atomic_path)
+                partial.unlink(missing_ok=True)
             return True
         self.reset()
         write_json(self.root / IDENTITY_FILE, identity)
@@ -73,8 +67,8 @@ class CandidateStore:
         again = []
         for candidate in list(searcher.pending.values()):
             record = self.record(candidate.id)
-            if record is not None and record["status"] in ("complete", "failed"):
-                searcher.tell(candidate.id, record)
+            if record is not None and record.status.finished:
+                searcher.tell(candidate.id, record.outcome())
             else:
                 shutil.rmtree(self.dir(candidate.id), ignore_errors=True)
                 again.append(candidate)
@@ -87,41 +81,41 @@ class CandidateStore:
     def weights_path(self, candidate_id: int) -> Path:
         return self.dir(candidate_id) / "weights.pt"
 
-    def start(self, candidate: Candidate) -> None:
+    def start(self, candidate: Candidate) -> CandidateRecord:
         folder = self.dir(candidate.id)
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / "graph.json", candidate.graph.to_json())
-        write_json(folder / "record.json", self._record(candidate, {"status": "running"}))
+        record = CandidateRecord.of(candidate, Status.RUNNING)
+        self.save(record)
+        return record
 
-    def finish(self, candidate: Candidate, summary: dict[str, Any], state: dict[str, torch.Tensor] | None) -> dict:
+    def finish(self, record: CandidateRecord, state: dict[str, torch.Tensor] | None) -> CandidateRecord:
         """Weights first, then the record: a record that says complete always has its weights."""
         if state is not None:
-            save_weights(state, self.weights_path(candidate.id))
-        record = {**self._record(candidate, summary), "finished_at": round(time.time(), 3)}
-        write_json(self.dir(candidate.id) / "record.json", record)
+            save_weights(state, self.weights_path(record.id))
+        record = record.replace(finished_at=round(time.time(), 3))
+        self.save(record)
         self.log(_log_line(record))
         return record
 
-    def fail(self, candidate: Candidate, exc: BaseException) -> dict[str, Any]:
+    def fail(self, candidate: Candidate, error: str) -> CandidateRecord:
         """Record a candidate whose training task itself crashed (its own code records other failures)."""
-        return self.finish(candidate, failed_result(exc).summary(), None)
+        return self.finish(CandidateRecord.of(candidate, Status.FAILED, stopped="error", error=error), None)
 
-    def _record(self, candidate: Candidate, summary: dict[str, Any]) -> dict[str, Any]:
-        return {"id": candidate.id, "parent_id": candidate.parent_id, "operation": candidate.operation,
-                "info": candidate.info, "architecture": candidate.graph.describe(),
-                "n_params": candidate.graph.param_count(), **summary}
+    def save(self, record: CandidateRecord) -> None:
+        """The one writer of ``record.json``."""
+        write_json(self.dir(record.id) / "record.json", record.to_dict())
 
-    def record(self, candidate_id: int) -> dict[str, Any] | None:
+    def record(self, candidate_id: int) -> CandidateRecord | None:
         path = self.dir(candidate_id) / "record.json"
-        return read_json(path) if path.is_file() else None
+        return CandidateRecord.from_dict(read_json(path), str(path)) if path.is_file() else None
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[CandidateRecord]:
         paths = sorted((self.root / "candidates").glob("*/record.json"))
-        return [read_json(p) for p in paths]
+        return [CandidateRecord.from_dict(read_json(p), str(p)) for p in paths]
 
-    def best(self) -> dict[str, Any] | None:
-        done = [r for r in self.records() if r["status"] == "complete" and r.get("val_accuracy") is not None]
-        return max(done, key=rank) if done else None
+    def best(self) -> CandidateRecord | None:
+        return best_of(self.records())
 
     def graph(self, candidate_id: int) -> Graph:
         return Graph.from_json((self.dir(candidate_id) / "graph.json").read_text())
@@ -138,7 +132,7 @@ class CandidateStore:
         write_json(self.root / SEARCHER_FILE, searcher.to_state())
 
     def load_searcher(self) -> Searcher:
-        return searcher_from_state(read_json(self.root / SEARCHER_FILE))
+        return searcher_from_state(read_json(self.root / SEARCHER_FILE), str(self.root / SEARCHER_FILE))
 
     def save_spent(self, seconds: float) -> None:
         write_json(self.root / BUDGET_FILE, {"spent_seconds": round(seconds, 3)})
@@ -148,12 +142,12 @@ class CandidateStore:
         return float(read_json(path)["spent_seconds"]) if path.is_file() else 0.0
 
 
-def _log_line(r: dict[str, Any]) -> str:
-    origin = f"from #{r['parent_id']} by {r['operation']}" if r["parent_id"] else "initial network"
-    acc = f"val_accuracy={r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
-    error = f" error={r['error'].splitlines()[0]}" if r.get("error") else ""
-    return (f"candidate #{r['id']} {r['status']} {acc} epochs={r.get('epochs', 0)} "
-            f"params={r['n_params']} {origin} [{r['architecture']}]{error}")
+def _log_line(r: CandidateRecord) -> str:
+    origin = f"from #{r.parent_id} by {r.operation}" if r.parent_id else "initial network"
+    acc = f"val_accuracy={r.val_accuracy:.4f}" if r.val_accuracy is not None else ""
+    error = f" error={r.first_error_line()}" if r.error else ""
+    return (f"candidate #{r.id} {r.status.value} {acc} epochs={r.epochs} "
+            f"params={r.n_params} {origin} [{r.architecture}]{error}")
 
 
 def save_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:

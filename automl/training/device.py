@@ -9,9 +9,12 @@ have consecutive ids). On CPU everything stays float32 and contiguous: autocast 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
+
+from automl.errors import ConfigError
 
 DATA_FRACTION = 0.25  # of free GPU memory the training data may take; beyond it batches are copied
 
@@ -60,8 +63,23 @@ def place(device: str = "auto", amp: bool = True, slot: int = 0) -> Placement:
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return Placement(torch.device("cpu"), None)
     if not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {device!r} but CUDA is not available on this machine")
+        raise ConfigError(f"train.device is {device!r} but CUDA is not available on this machine; "
+                          "use train.device=auto or cpu")
     chosen = torch.device(device if ":" in device else f"cuda:{slot % torch.cuda.device_count()}")
     if not amp:
         return Placement(chosen, None)
     return Placement(chosen, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+
+CPU_FRACTION = 0.25  # of physical memory, leaving room for data, other workers and the OS
+GPU_FRACTION = 0.8  # of free device memory
+
+
+def default_memory_limit_mb(device: str = "auto") -> float:
+    """A share of the free memory of the GPU that ``device`` trains on, else of the machine's RAM.
+    Asked by the driver on the machine that trains, and handed to the searcher."""
+    if device != "cpu" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(None if device in ("auto", "cuda") else torch.device(device))
+        return GPU_FRACTION * free / 2**20
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return CPU_FRACTION * pages / 2**20

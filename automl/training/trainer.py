@@ -3,28 +3,31 @@
 Separate from searching so that the same function runs in-process (the Python API) or as a Prefect
 mapped task (the flow). Data is already decoded, resized and normalized (done once per run);
 augmentation works on whole batches of tensors, so an epoch has no per-sample Python work.
-A failing candidate returns a result with ``status="failed"`` and its error instead of raising.
+A failing candidate returns a result with its ``error`` instead of raising; the caller records it.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.arch.builder import build_module, load_matching
-from automl.config import TrainConfig
-from automl.training.device import Placement, place
-from automl.errors import stops_the_run
+from automl.arch.builder import build_module
 from automl.arch.graph import Graph
+from automl.config import TrainConfig
+from automl.errors import describe_error, stops_the_run
+from automl.training.augment import augment
+from automl.training.device import Placement, place
+from automl.training.schedule import LRSchedule
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class TensorData:
 @dataclass(frozen=True)
 class EpochInfo:
     epoch: int
-    max_epochs: int
+    max_epochs: int | None  # None: trained until the deadline
     train_loss: float
     val_accuracy: float | None
     val_loss: float | None
@@ -49,7 +52,8 @@ class EpochInfo:
 
 @dataclass
 class TrainResult:
-    status: str  # "complete" | "failed"
+    """What training produced: the best epoch's metrics and weights, or ``error`` (then it failed)."""
+
     val_accuracy: float | None = None
     val_loss: float | None = None  # at the best epoch: breaks ties of accuracy on small validation sets
     inherited_val_accuracy: float | None = None  # before training, with the weights it started from
@@ -59,11 +63,16 @@ class TrainResult:
     train_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
+    out_of_memory: bool = False  # set where the error is caught; the searcher then proposes smaller
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
-    def summary(self) -> dict[str, Any]:
-        """Everything but the weights: what goes into JSON records and MLflow."""
-        return {k: v for k, v in self.__dict__.items() if k != "state"}
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+    def fields(self) -> dict[str, Any]:
+        """Everything but the weights, by the names the candidate record uses."""
+        return {**{k: v for k, v in self.__dict__.items() if k != "state"}, "history": tuple(self.history)}
 
 
 EpochCallback = Callable[[EpochInfo], None]
@@ -71,36 +80,22 @@ EpochCallback = Callable[[EpochInfo], None]
 
 def failed_result(exc: BaseException) -> TrainResult:
     """A failed candidate's result: the error's type, message and where it was raised."""
-    where = "".join(traceback.format_exception(exc, limit=-4)[1:])
-    return TrainResult(status="failed", stopped="error", error=f"{exc.__class__.__name__}: {exc}\n{where}")
+    return TrainResult(stopped="error", error=describe_error(exc), out_of_memory=is_out_of_memory(exc))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises ``torch.OutOfMemoryError``; the CPU allocator a RuntimeError saying so."""
+    text = str(exc).lower()
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text \
+        or "can't allocate memory" in text
 
 
 def set_threads(threads: int) -> None:
-    """Use ``threads`` intra-op threads (0: one per core), set once, deliberately."""
+    """Use ``threads`` intra-op threads (0: one per core). Process-wide: the driver calls it once when
+    a session opens, never per candidate."""
     want = threads if threads > 0 else (os.cpu_count() or 1)
     if torch.get_num_threads() != want:
         torch.set_num_threads(want)
-
-
-def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding (a shift of up to ``padding`` pixels) and optional horizontal
-    flip, for a whole batch at once by gathering shifted index grids. The random draws come from the
-    CPU ``generator`` (the same on any device), the gather runs where ``x`` is."""
-    n, _, h, w = x.shape
-    d = x.device
-    if padding > 0:
-        padded = F.pad(x, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-        rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
-        batch = torch.arange(n)[:, None, None, None]
-        chans = torch.arange(x.shape[1])[None, :, None, None]
-        x = padded[batch.to(d), chans.to(d), rows.to(d), cols.to(d)]
-    if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(d)
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
-    return x
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
@@ -111,6 +106,11 @@ def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int =
     """(accuracy, mean cross-entropy) of ``model`` on ``(x, y)``."""
     logits = predict_logits(model, x, batch_size)
     return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
+
+
+def class_accuracies(y_true: np.ndarray, predicted: np.ndarray, classes: Sequence[Any]) -> dict[str, float]:
+    """Accuracy on each class present in ``y_true`` (class indices), keyed by the class's name."""
+    return {str(c): float((predicted[y_true == i] == i).mean()) for i, c in enumerate(classes) if (y_true == i).any()}
 
 
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -132,6 +132,7 @@ def train_candidate(
     seed: int = 0,
     deadline: float | None = None,
     max_epochs: int | None = None,
+    until_deadline: bool = False,
     on_epoch: EpochCallback | None = None,
     slot: int = 0,
 ) -> TrainResult:
@@ -140,9 +141,10 @@ def train_candidate(
     ``deadline`` (a ``time.time()`` value), cutting the epoch in progress at the deadline. ``slot``
     picks the GPU when there are several (see ``automl.training.device``)."""
     start = time.time()
+    placement = place(config.device, config.amp, slot)  # a ConfigError: no candidate could train
     try:
-        placement = place(config.device, config.amp, slot)
-        result = _train(graph, weights, data, config, seed, deadline, max_epochs or config.max_epochs, on_epoch,
+        epochs = None if until_deadline and deadline is not None else max_epochs or config.max_epochs
+        result = _train(graph, weights, data, config, seed, deadline, epochs, on_epoch,
                         placement)
     except Exception as exc:  # a bug, NaN loss, out of memory: this candidate fails, the search goes on
         if stops_the_run(exc):
@@ -153,9 +155,8 @@ def train_candidate(
 
 
 def _train(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,
-           seed: int, deadline: float | None, max_epochs: int, on_epoch: EpochCallback | None,
+           seed: int, deadline: float | None, max_epochs: int | None, on_epoch: EpochCallback | None,
            placement: Placement) -> TrainResult:
-    set_threads(config.threads)
     devices = [placement.device.index or 0] if placement.cuda else []
     with torch.random.fork_rng(devices=devices):  # initialization and dropout draw from this seed only
         torch.manual_seed(seed)
@@ -167,22 +168,22 @@ def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,
-                  seed: int, deadline: float | None, max_epochs: int, on_epoch: EpochCallback | None,
+                  seed: int, deadline: float | None, max_epochs: int | None, on_epoch: EpochCallback | None,
                   placement: Placement) -> TrainResult:
     model = build_module(graph)
     if weights:
-        load_matching(model, weights)
+        model.load_state_dict(weights)  # strict: an inheritance bug must fail, not train from random
     model = placement.model(model)
     train = TensorData(*placement.dataset(data.x_train, data.y_train))
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = LRSchedule(config, max_epochs, deadline)
     has_val = data.x_val is not None and len(data.x_val) > 0
-    result = TrainResult(status="complete", stopped="max_epochs")
+    result = TrainResult(stopped="max_epochs")
     if weights and has_val:
         result.inherited_val_accuracy = accuracy(model, data.x_val, data.y_val)
     best, since_best = (-1.0, 0.0), 0
-    for epoch in range(1, max_epochs + 1):
+    for epoch in itertools.count(1) if max_epochs is None else range(1, max_epochs + 1):
         epoch_start = time.time()
         loss, cut = _run_epoch(model, optimizer, train, config, generator, deadline, schedule.for_epoch(epoch),
                                placement)
@@ -204,38 +205,12 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
         if cut or (deadline is not None and time.time() >= deadline):
             result.stopped = "deadline"
             break
-        if has_val and since_best >= config.patience:
+        if has_val and max_epochs is not None and since_best >= config.patience:
             result.stopped = "patience"
             break
     if result.state is None:  # cut before a single epoch finished
         result.state = _cpu_copy(model)
     return result
-
-
-class LRSchedule:
-    """Cosine annealing of the learning rate to whichever end comes first: ``max_epochs`` or the
-    deadline. Each candidate thus ends at a low learning rate (its validation accuracy is that of a
-    settled network, and its children start from settled weights: warm restarts along a lineage), and
-    the candidate cut at the deadline, or the one trained until it, ends annealed instead of mid-step."""
-
-    def __init__(self, config: TrainConfig, max_epochs: int, deadline: float | None) -> None:
-        self.base, self.cosine, self.max_epochs = config.learning_rate, config.lr_schedule == "cosine", max_epochs
-        self.start, self.deadline = time.time(), deadline
-
-    def for_epoch(self, epoch: int) -> Callable[[float], float]:
-        """Learning rate as a function of the fraction of this epoch done."""
-        return lambda done: self.at(epoch - 1 + done)
-
-    def at(self, epochs_done: float) -> float:
-        if not self.cosine:
-            return self.base
-        progress = epochs_done / self.max_epochs
-        if self.deadline is not None and self.deadline > self.start:
-            progress = max(progress, (time.time() - self.start) / (self.deadline - self.start))
-        return self.base * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-MIN_LR_FRACTION = 0.01  # the last steps still learn a little
 
 
 def _run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData, config: TrainConfig,

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from automl.arch.builder import build_module
+from automl.arch.channels import Channels, channel_flow
 from automl.arch.graph import Graph, initial_graph
-from automl.arch.inherit import inherit_weights, key
-from automl.arch.morph import (PRESERVING, Channels, MorphLimits, apply_morph, channel_flow, possible_morphs,
-                          random_morph)
+from automl.arch.inherit import RULES, inherit_weights, key
+from automl.arch.morph import MORPHS, OPERATIONS, PRESERVING, MorphLimits, apply_morph, possible_morphs, random_morph
 
 LIMITS = MorphLimits(max_depth=8, max_width=64)
 State = dict[str, torch.Tensor]
@@ -170,3 +170,25 @@ def check_kept_slices(child: Graph, parent: State, new: State) -> None:
         w = new[key(layer_id, "weight")]
         for j, i in enumerate(ch.index):
             assert torch.equal(w[:, j], parent[key(layer_id, "weight")][:, i])
+
+
+def test_every_declared_morph_has_a_weight_rule_and_every_rule_a_morph():
+    assert set(RULES) == set(MORPHS) and OPERATIONS == tuple(MORPHS)
+    assert set(PRESERVING) == {name for name, m in MORPHS.items() if m.preserving}
+    assert {"shrink_remove", "shrink_narrow"} == set(OPERATIONS) - set(PRESERVING)
+
+
+def test_every_morph_applies_and_its_child_loads_strictly():
+    """Each declared operation, applied where its ``candidates`` say, gives a child whose inherited
+    state loads strictly (a missing or misshapen tensor would be an error)."""
+    rng = random.Random(0)
+    for name, morph in MORPHS.items():
+        applied = 0
+        for seed in range(6):
+            g, state = random_parent(1, 12, seed)
+            specs = list(morph.candidates(g, LIMITS, name))
+            if specs:
+                child = apply_morph(g, rng.choice(specs), rng)
+                build_module(child).double().load_state_dict(inherit_weights(child, state))
+                applied += 1
+        assert applied, f"{name}: no target found in six random parents"

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
+from automl.arch.channels import consumers, conv_count, logits_id
 from automl.arch.graph import Graph, initial_graph
-from automl.arch.morph import (OPERATIONS, MorphLimits, apply_morph, consumers, conv_count, logits_id,
-                          possible_morphs, random_morph)
+from automl.arch.morph import OPERATIONS, MorphLimits, apply_morph, possible_morphs, random_morph
 
 LIMITS = MorphLimits(max_depth=8, max_width=64)
 

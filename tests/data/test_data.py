@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from automl.data.embedded import write_default_dataset
 from automl.data.images import load_image_dataset, read_image
 from automl.data.split import stratified_split
-from automl.data.embedded import write_default_dataset
 from automl.errors import DataError
 from tests.conftest import write_dataset
 

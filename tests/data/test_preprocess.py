@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from automl.errors import DataError
 from automl.data.preprocess import Preprocessor
+from automl.errors import DataError
 
 
 def test_statistics_come_from_the_given_training_images_only():

@@ -21,11 +21,12 @@ def test_help_lists_commands_and_defaults():
 
 def test_params_lists_every_param_with_its_default_value_and_meaning():
     from automl.config import valid_keys
+    from tasks.settings import PipelineParams
 
     out = automl("params", "--set", "search.time_limit=60")
     assert out.returncode == 0
     assert "search.time_limit = 60.0 (default 300.0)\n    seconds for the whole search" in out.stdout
-    assert all(f"\n{key} = " in "\n" + out.stdout for key in valid_keys())
+    assert all(f"\n{key} = " in "\n" + out.stdout for key in valid_keys(PipelineParams))
 
 
 def test_unknown_set_key_is_an_error_listing_valid_keys():

@@ -23,11 +23,11 @@ print(json.dumps([str(v) for v in model.predict(list(np.load(sys.argv[2])))]))
 
 @pytest.fixture(scope="module")
 def flow_run(prefect_harness, digits_on_disk, tmp_path_factory):
-    from automl.config import Params
+    from tasks.settings import PipelineParams
 
     tmp = tmp_path_factory.mktemp("flow")
     csv_path, images = digits_on_disk
-    params = Params().replace(**{
+    params = PipelineParams().replace(**{
         "data.source": "", "data.csv": str(csv_path), "data.images": str(images),
         "preprocess.image_size": 12, "train.max_epochs": 2, "train.threads": 2, "search.time_limit": 25,
         "search.parallel": 2, "runner.kind": "dask", "final_fit.epochs": 1, "paths.work": str(tmp / "artifacts"),
@@ -93,7 +93,7 @@ def test_a_dask_local_cluster_trains_candidates_in_two_worker_processes_through_
         candidate_id = int(run.data.tags["automl.candidate_id"])
         sent = Path(client.download_artifacts(run.info.run_id, "weights.pt"))
         assert store.weights_path(candidate_id).read_bytes() == sent.read_bytes()
-        assert store.record(candidate_id)["tracking_run_id"] == run.info.run_id
+        assert store.record(candidate_id).tracking_run_id == run.info.run_id
 
 
 @pytest.mark.slow
@@ -191,15 +191,15 @@ class DiskFull:
 
 
 def test_a_crashed_candidate_task_is_a_failed_record_but_a_full_disk_stops_the_run(tmp_path):
-    from automl.config import Params
     from automl.arch.graph import initial_graph
-    from automl.search.searcher import Candidate
+    from automl.search.records import Candidate, Status
     from automl.search.store import CandidateStore
     from flows.pipeline import _result
+    from tasks.settings import PipelineParams
 
     store, candidate = CandidateStore(tmp_path), Candidate(3, initial_graph((1, 8, 8), 2))
-    record = _result(CrashedTask(), candidate, store, True, Params())
-    assert record["status"] == "failed" and record["error"].startswith("RuntimeError: worker lost")
+    record = _result(CrashedTask(), candidate, store, True, PipelineParams())
+    assert record.status is Status.FAILED and record.error.startswith("RuntimeError: worker lost")
     assert store.record(3) == record
     with pytest.raises(OSError, match="No space left"):
-        _result(DiskFull(), candidate, store, True, Params())
+        _result(DiskFull(), candidate, store, True, PipelineParams())

@@ -6,13 +6,13 @@ import pytest
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from automl.config import Params
 from automl.errors import ConfigError
 from flows.runners import shares_disk, task_runner, worker_params
+from tasks.settings import PipelineParams
 
 
 def test_each_kind_builds_its_prefect_task_runner_with_one_worker_per_parallel_candidate():
-    params = Params().replace(**{"search.parallel": 3})
+    params = PipelineParams().replace(**{"search.parallel": 3})
     thread = task_runner(params)
     assert isinstance(thread, ThreadPoolTaskRunner) and thread._max_workers == 3 and shares_disk(params)
     process = task_runner(params.replace(**{"runner.kind": "process", "runner.workers": 2}))
@@ -25,12 +25,12 @@ def test_each_kind_builds_its_prefect_task_runner_with_one_worker_per_parallel_c
 
 
 def test_local_workers_share_the_cores_unless_threads_are_set():
-    params = Params().replace(**{"runner.kind": "process", "runner.workers": 2})
+    params = PipelineParams().replace(**{"runner.kind": "process", "runner.workers": 2})
     assert worker_params(params).train.threads == max(1, (os.cpu_count() or 1) // 2)
     assert worker_params(params.replace(**{"train.threads": 3})).train.threads == 3
-    remote = Params().replace(**{"runner.kind": "dask", "runner.address": "tcp://10.0.0.5:8786"})
+    remote = PipelineParams().replace(**{"runner.kind": "dask", "runner.address": "tcp://10.0.0.5:8786"})
     assert worker_params(remote).train.threads == 0  # a remote worker uses its own machine's cores
-    assert worker_params(Params()) == Params()
+    assert worker_params(PipelineParams()) == PipelineParams()
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -40,4 +40,4 @@ def test_local_workers_share_the_cores_unless_threads_are_set():
 ])
 def test_bad_runner_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        Params().replace(**overrides)
+        PipelineParams().replace(**overrides)

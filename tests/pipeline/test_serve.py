@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from automl.config import Params
+from tasks.settings import PipelineParams
 from tests.conftest import REPO
 
 
@@ -36,7 +36,7 @@ def test_serve_registers_a_scheduled_deployment_whose_runs_complete(prefect_harn
     from prefect.settings import PREFECT_API_URL
 
     csv_path, images = digits_on_disk
-    params = Params().replace(**{
+    params = PipelineParams().replace(**{
         "data.source": "", "data.csv": str(csv_path), "data.images": str(images), "preprocess.image_size": 12,
         "train.max_epochs": 1, "train.threads": 2, "search.time_limit": 10, "search.max_candidates": 2,
         "final_fit.epochs": 1, "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})

@@ -5,9 +5,11 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from automl.search.loop import SearchStart, run_search, train_and_record
+from automl.search.loop import SearchStart, run_search
+from automl.search.records import Status
 from automl.search.store import CandidateStore
 from automl.search.strategies import make_searcher
+from automl.session import train_and_record
 from automl.training.trainer import TensorData
 from tasks import tracking
 from tests.training.test_trainer import bars
@@ -44,7 +46,7 @@ def test_a_failing_candidate_is_a_failed_run_with_its_error_and_the_search_goes_
     summary = run_search(SearchStart(searcher, [], 0.0, False), train_batch, store, time_limit=120, max_candidates=4)
     assert summary.n_candidates == 4 and summary.n_failed == 1 and summary.best is not None
     failed = store.record(2)
-    assert failed["status"] == "failed" and "out of memory" in failed["error"]
+    assert failed.status is Status.FAILED and "out of memory" in failed.error and failed.out_of_memory
     assert searcher.memory_limit_mb < limit_before  # told: nothing that large is proposed again
 
     client = MlflowClient(tracking.tracking_uri(params))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from automl.config import Params
+from tasks.settings import PipelineParams
 
 BIN = Path(sys.executable).parent
 
@@ -63,7 +63,7 @@ def test_the_pipeline_logs_to_a_tracking_server_over_http(prefect_harness, mlflo
     uri, artifact_root = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     csv_path, images = digits_on_disk
-    params = Params().replace(**{
+    params = PipelineParams().replace(**{
         "data.source": "", "data.csv": str(csv_path), "data.images": str(images), "preprocess.image_size": 12,
         "train.max_epochs": 1, "train.threads": 2, "search.time_limit": 15, "search.max_candidates": 3,
         "final_fit.epochs": 1, "paths.work": str(tmp_path / "artifacts"), "paths.export": str(tmp_path / "exported"),

@@ -5,7 +5,7 @@ import time
 
 from automl.arch.graph import initial_graph
 from automl.report.progress import ConsoleProgress, budget_bar
-from automl.search.searcher import Candidate
+from automl.search.records import Candidate, CandidateRecord, Status
 from automl.training.trainer import EpochInfo
 from flows.runlog import Tee
 
@@ -20,11 +20,10 @@ def train_one(progress: ConsoleProgress) -> None:
     progress.on_candidate_start(candidate)
     for epoch in (1, 2):
         progress.on_epoch(candidate, EpochInfo(epoch, 2, 0.5, 0.75, 0.4, 1.0))
-    progress.on_candidate_end(candidate, {"status": "complete", "val_accuracy": 0.75}, None)
+    progress.on_candidate_end(candidate, CandidateRecord.of(candidate, Status.COMPLETE, val_accuracy=0.75), None)
 
 
 def test_a_pipe_gets_a_line_per_epoch_and_a_terminal_gets_bars(monkeypatch):
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     monkeypatch.setenv("COLUMNS", "100")
     pipe, terminal = io.StringIO(), Terminal()
     train_one(ConsoleProgress(time.time() + 60, pipe))
@@ -38,11 +37,10 @@ def test_a_pipe_gets_a_line_per_epoch_and_a_terminal_gets_bars(monkeypatch):
     assert "search budget:  40%" in terminal.getvalue()
 
 
-def test_quiet_turns_every_bar_off(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
+def test_quiet_turns_every_bar_off():
     terminal = Terminal()
-    with budget_bar(10, stream=terminal):
-        train_one(ConsoleProgress(None, terminal))
+    with budget_bar(10, stream=terminal, bars=False):
+        train_one(ConsoleProgress(None, terminal, bars=False))
     assert "search budget" not in terminal.getvalue() and "%|" not in terminal.getvalue()
 
 

@@ -10,20 +10,23 @@ from PIL import Image
 from automl.arch.graph import initial_graph
 from automl.arch.morph import apply_morph, possible_morphs
 from automl.report.render import PICTURES, SECTIONS, candidate_row, render, report_data, trajectory
+from automl.search.records import CandidateRecord, Reasoning, Status
 
 
-def records() -> list[dict]:
-    base = {"architecture": "conv64-pool", "n_params": 12_345, "epochs": 2, "timing": {"wall": 3.0},
-            "info": {"ucb": 0.9, "gp_mean": 0.8, "gp_std": 0.04, "estimated_memory_mb": 12.5}}
+def records() -> list[CandidateRecord]:
+    why = Reasoning(estimated_memory_mb=12.5, ucb=0.9, gp_mean=0.8, gp_std=0.04)
+
+    def record(id: int, parent: int | None, operation: str | None, status: Status, **fields) -> CandidateRecord:
+        return CandidateRecord(id, parent, operation, "conv64-pool", 12_345, fields.pop("reasoning", why), status,
+                               epochs=2, timing={"wall": 3.0}, **fields)
+
     return [
-        {**base, "id": 1, "parent_id": None, "operation": None, "status": "complete", "val_accuracy": 0.6,
-         "finished_at": 1003.0, "info": {"estimated_memory_mb": 10.0}},
-        {**base, "id": 2, "parent_id": 1, "operation": "skip_add", "status": "complete", "val_accuracy": 0.8,
-         "finished_at": 1007.0},
-        {**base, "id": 3, "parent_id": 1, "operation": "wider_conv+deeper_dense", "status": "failed",
-         "val_accuracy": None, "finished_at": 1008.0, "error": "RuntimeError: out of memory\ntraceback"},
-        {**base, "id": 4, "parent_id": 2, "operation": "deeper_conv", "status": "complete", "val_accuracy": 0.7,
-         "finished_at": 1012.0},
+        record(1, None, None, Status.COMPLETE, val_accuracy=0.6, finished_at=1003.0,
+               reasoning=Reasoning(estimated_memory_mb=10.0)),
+        record(2, 1, "skip_add", Status.COMPLETE, val_accuracy=0.8, finished_at=1007.0),
+        record(3, 1, "wider_conv+deeper_dense", Status.FAILED, finished_at=1008.0,
+               error="RuntimeError: out of memory\ntraceback"),
+        record(4, 2, "deeper_conv", Status.COMPLETE, val_accuracy=0.7, finished_at=1012.0),
     ]
 
 
@@ -41,6 +44,8 @@ def test_the_report_has_every_section_with_non_blank_pictures_and_the_candidate_
                                              "params": {"seed": 42}})
     assert data["misclassified"] and all(m["true"] != m["predicted"] for m in data["misclassified"])
     assert np.asarray(data["confusion"]).sum() == 30
+    matrix = np.asarray(data["confusion"])
+    assert data["per_class_accuracy"] == {c: matrix[i, i] / 10 for i, c in enumerate(["cat", "dog", "eel"])}
 
     paths = render(data, tmp_path / "report")
     html = paths["html"].read_text()
@@ -60,4 +65,4 @@ def test_the_trajectory_counts_from_the_search_start_and_keeps_the_best_so_far()
     rows = trajectory([candidate_row(r) for r in records()])
     assert [r["candidate"] for r in rows] == [1, 2, 3, 4]
     assert [r["seconds"] for r in rows] == [3.0, 7.0, 8.0, 12.0]  # the first started at 1000.0
-    assert [r.get("best_so_far") for r in rows] == [0.6, 0.8, None, 0.8] and rows[2]["failed"]
+    assert [r.get("best_so_far") for r in rows] == [0.6, 0.8, None, 0.8] and rows[2]["failure"]

@@ -3,8 +3,8 @@ function of the architecture."""
 
 import numpy as np
 
-from automl.search.gp import GaussianProcess, ucb
 from automl.arch.graph import initial_graph
+from automl.search.gp import GaussianProcess, ucb
 from automl.search.kernel import DistanceCache, describe
 
 
@@ -41,4 +41,6 @@ def test_uncertainty_grows_away_from_the_data_and_ucb_uses_it():
     gp = GaussianProcess().fit(cache.matrix(), np.array([0.5, 0.6, 0.55]))
     post = gp.predict(cache.to([describe(near[1]), describe(far)]))
     assert post.std[1] > post.std[0]
-    assert np.all(ucb(post, 2.0) >= post.mean)
+    np.testing.assert_allclose(ucb(post, 2.0), post.mean + 2.0 * post.std)
+    assert post.mean[0] > post.mean[1]  # the known architecture looks better on the mean alone...
+    assert np.argmax(ucb(post, 0.0)) == 0 and np.argmax(ucb(post, 10.0)) == 1  # ...exploration picks the far one

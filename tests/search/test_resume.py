@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from automl.search.records import Status
 from automl.search.store import CandidateStore, load_weights
 from tests.conftest import REPO, write_dataset
 
@@ -29,7 +30,7 @@ print("done")
 
 
 def complete_ids(root: Path) -> list[int]:
-    return [r["id"] for r in CandidateStore(root).records() if r["status"] == "complete"]
+    return [r.id for r in CandidateStore(root).records() if r.status is Status.COMPLETE]
 
 
 def kill_after(proc: subprocess.Popen, root: Path, n_complete: int, timeout: float = 300) -> None:
@@ -65,9 +66,8 @@ def test_a_killed_fit_resumes_without_training_finished_candidates_again(tmp_pat
 
     before, spent = snapshot(root), CandidateStore(root).spent()
     for record in CandidateStore(root).records():  # whatever the kill cut, nothing loads as if complete
-        if record["status"] == "complete":
-            assert load_weights(CandidateStore(root).weights_path(record["id"]))
-    assert not list(root.rglob("*.tmp")) or all(p.name.startswith(".") for p in root.rglob("*.tmp"))
+        if record.status is Status.COMPLETE:
+            assert load_weights(CandidateStore(root).weights_path(record.id))
 
     out = subprocess.run([*script, str(root), str(tmp_path / "data.npz"), "resume"], cwd=REPO,
                          capture_output=True, text=True)
@@ -75,7 +75,8 @@ def test_a_killed_fit_resumes_without_training_finished_candidates_again(tmp_pat
     after = snapshot(root)
     assert all(after[i] == before[i] for i in before)  # same records, same weights: not trained again
     records = CandidateStore(root).records()
-    assert [r["id"] for r in records] == [1, 2, 3, 4, 5, 6] and all(r["status"] != "running" for r in records)
+    assert [r.id for r in records] == [1, 2, 3, 4, 5, 6] and all(r.status.finished for r in records)
+    assert not list(root.rglob("*.tmp"))  # what the kill left half-written was cleaned up or replaced
     assert CandidateStore(root).spent() > spent > 0
     log = (root / "search.log").read_text()
     assert f"search resumed: {len(before)} candidates kept" in log

@@ -1,0 +1,152 @@
+"""The typed records of a search: a candidate as proposed, the outcome the searcher is told, and the
+one record of a candidate that the store writes and every reader (loop, report, tracking, resume,
+benchmarks) reads. As Optuna's ``FrozenTrial``/``TrialState`` and KerasTuner's ``Trial``/``TrialStatus``:
+one dataclass and one status enum, never dicts assembled in several places.
+
+Records carry ``SCHEMA``: a store written by another schema is refused with a clear message instead of
+being half read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from automl.arch.graph import Graph
+from automl.errors import SearchError
+
+SCHEMA = 2  # 1: the untyped records of automl before the typed schema (no "schema" key)
+
+
+class Status(str, Enum):
+    """Where a candidate is: a record that says COMPLETE always has its weights on disk."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self is not Status.RUNNING
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """Why the searcher proposed a candidate: the numbers logged with it (``searcher.*`` in MLflow)."""
+
+    estimated_memory_mb: float = 0.0
+    ucb: float | None = None
+    gp_mean: float | None = None
+    gp_std: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One architecture to train: where it came from, why it was chosen, and how long to train it
+    (``until_deadline``: for the whole remaining budget instead of to patience)."""
+
+    id: int
+    graph: Graph
+    parent_id: int | None = None
+    operation: str | None = None  # the morphism(s) that made it from its parent; None for the seed
+    reasoning: Reasoning = field(default_factory=Reasoning)
+    until_deadline: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "graph": self.graph.to_dict(), "parent_id": self.parent_id,
+                "operation": self.operation, "reasoning": dataclasses.asdict(self.reasoning),
+                "until_deadline": self.until_deadline}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+        return cls(int(d["id"]), Graph.from_dict(d["graph"]), d.get("parent_id"), d.get("operation"),
+                   Reasoning(**d.get("reasoning", {})), bool(d.get("until_deadline", False)))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the searcher is told of a trained candidate. ``out_of_memory`` is set where the error is
+    caught, so the searcher never reads error messages."""
+
+    status: Status
+    val_accuracy: float | None = None
+    out_of_memory: bool = False
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """Everything known of one candidate; ``record.json`` in its store folder is this, as JSON."""
+
+    id: int
+    parent_id: int | None
+    operation: str | None
+    architecture: str
+    n_params: int
+    reasoning: Reasoning
+    status: Status
+    val_accuracy: float | None = None
+    val_loss: float | None = None  # at the best epoch: breaks ties of accuracy on small validation sets
+    inherited_val_accuracy: float | None = None  # before training, with the weights it started from
+    best_epoch: int = 0
+    epochs: int = 0
+    stopped: str = ""  # patience | max_epochs | deadline | error
+    train_seconds: float = 0.0
+    history: tuple[dict[str, Any], ...] = ()
+    error: str = ""
+    out_of_memory: bool = False
+    finished_at: float | None = None
+    timing: dict[str, float] = field(default_factory=dict)  # wall, epochs, inherit, callbacks, store
+    tracking_run_id: str | None = None  # the MLflow run that logged it, when one did
+
+    @classmethod
+    def of(cls, candidate: Candidate, status: Status, **fields: Any) -> "CandidateRecord":
+        """A record of ``candidate`` with ``status`` and the training's ``fields``."""
+        return cls(candidate.id, candidate.parent_id, candidate.operation, candidate.graph.describe(),
+                   candidate.graph.param_count(), candidate.reasoning, status, **fields)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.COMPLETE and self.val_accuracy is not None
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.status, self.val_accuracy if self.succeeded else None, self.out_of_memory)
+
+    def rank(self) -> tuple[float, float, int]:
+        """Best first: validation accuracy, then lower validation loss (a validation set of a few
+        hundred images ties often on accuracy), then the earlier candidate."""
+        loss = self.val_loss if self.val_loss is not None else float("inf")
+        return (self.val_accuracy if self.val_accuracy is not None else -1.0), -loss, -self.id
+
+    def first_error_line(self) -> str:
+        return self.error.splitlines()[0] if self.error else ""
+
+    def replace(self, **changes: Any) -> "CandidateRecord":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d.update(schema=SCHEMA, status=self.status.value, reasoning=dataclasses.asdict(self.reasoning),
+                 history=list(self.history))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "record") -> "CandidateRecord":
+        if d.get("schema") != SCHEMA:
+            raise SearchError(f"{where}: written by another version of automl (record schema "
+                              f"{d.get('schema', 1)}, this one reads {SCHEMA}). Start a new search there.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        values.update(status=Status(d["status"]), reasoning=Reasoning(**d["reasoning"]),
+                      history=tuple(d.get("history", ())))
+        return cls(**values)
+
+
+def best_of(records: list[CandidateRecord]) -> CandidateRecord | None:
+    """The one definition of the best candidate (see ``CandidateRecord.rank``)."""
+    done = [r for r in records if r.succeeded]
+    return max(done, key=CandidateRecord.rank) if done else None

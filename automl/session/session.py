@@ -1,0 +1,150 @@
+"""The one orchestration of a search and what follows it; ``ImageClassifier`` and the Prefect tasks are
+thin faces over it.
+
+A ``SearchSession`` owns one folder: it opens or resumes the store there, builds the searcher with the
+machine facts it needs (the memory limit), runs the loop with whatever batch trainer its face passes
+(in-process calls, or Prefect mapped tasks), picks the best candidate, and runs the final fit.
+Configuration mistakes that would fail every candidate are refused before the first one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automl.arch.builder import build_module
+from automl.arch.graph import Graph, initial_graph
+from automl.arch.memory import estimate_memory_mb
+from automl.arch.morph import OPERATIONS
+from automl.config import Params
+from automl.errors import ConfigError, FinalFitError, SearchError
+from automl.fileio import write_text
+from automl.search.loop import BatchTrainer, SearchStart, SearchSummary, run_search, start_search
+from automl.search.records import Candidate, CandidateRecord
+from automl.search.store import CandidateStore, load_weights, save_weights
+from automl.search.strategies import make_searcher
+from automl.session.candidate import SearchCallback, train_and_record
+from automl.training.device import default_memory_limit_mb, place
+from automl.training.trainer import EpochCallback, TensorData, TrainResult, set_threads, train_candidate
+
+# Params a resumed search may change: the budget, where training runs, and what happens after the search.
+RESUMABLE = ("search.time_limit", "search.max_candidates", "search.max_consecutive_failures", "final_fit.",
+             "train.device", "train.threads")
+
+
+def check_params(params: Params) -> None:
+    """Refuse, with a ``ConfigError``, settings that would fail every candidate the same way: no
+    CUDA for ``train.device=cuda``, unknown operations. Cheap: callers run it before any work."""
+    place(params.train.device, params.train.amp)
+    unknown = sorted(set(params.search.allowed_operations()) - set(OPERATIONS))
+    if unknown:
+        raise ConfigError(f"search.operations: unknown {', '.join(unknown)}; use a comma-separated subset of "
+                          f"{', '.join(OPERATIONS)}")
+
+
+def search_identity(params: Params, data: TensorData) -> dict[str, Any]:
+    """What a search depends on: its params other than ``RESUMABLE`` and a hash of its tensors."""
+    digest = hashlib.sha256()
+    for t in (data.x_train, data.y_train, data.x_val, data.y_val):
+        if t is not None:
+            digest.update(t.contiguous().numpy().tobytes())
+    flat = {k: v for k, v in params.search_params().items() if not k.startswith(RESUMABLE)}
+    return {**flat, "data_sha256": digest.hexdigest()}
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """The network the final fit produced, and how its training went."""
+
+    graph: Graph
+    state: dict[str, torch.Tensor]
+    result: TrainResult
+
+
+class SearchSession:
+    """One search in ``root`` (its store) with ``params``, and the final fit of its best candidate."""
+
+    def __init__(self, root: str | Path, params: Params) -> None:
+        self.params = params
+        self.store = CandidateStore(root)
+
+    def start(self, data: TensorData, n_classes: int, resume: bool = False) -> SearchStart:
+        """Open the store: resume the search saved there (same identity) or start a new one."""
+        check_params(self.params)
+        set_threads(self.params.train.threads)
+        shape = tuple(data.x_train.shape[1:])
+        limit = self._memory_limit(initial_graph(shape, n_classes))
+        search = self.params.search
+        return start_search(self.store, search_identity(self.params, data), resume, lambda: make_searcher(
+            search.strategy, shape, n_classes, self.params.seed, search, self.params.train.batch_size, limit))
+
+    def _memory_limit(self, seed_graph: Graph) -> float:
+        """``search.max_memory_mb``, or a share of this machine's memory; refused when even the
+        seed network would not fit in it."""
+        limit = self.params.search.max_memory_mb or default_memory_limit_mb(self.params.train.device)
+        need = estimate_memory_mb(seed_graph, self.params.train.batch_size)
+        if self.params.search.max_memory_mb and need > limit:
+            raise ConfigError(f"search.max_memory_mb={limit:g} is below what the seed network needs to train "
+                              f"({need:.0f} MB at train.batch_size={self.params.train.batch_size}); raise it "
+                              "or lower the batch size")
+        return limit
+
+    def in_process(self, data: TensorData, callbacks: Sequence[SearchCallback] = ()) -> BatchTrainer:
+        """Train each round's candidates one after the other in this process."""
+
+        def train_batch(candidates: list[Candidate], deadline: float) -> list[CandidateRecord]:
+            return [train_and_record(c, self.store, data, self.params.train, seed=self.params.seed,
+                                     deadline=deadline, callbacks=callbacks) for c in candidates]
+        return train_batch
+
+    def run(self, start: SearchStart, train_batch: BatchTrainer, time_limit: float | None = None) -> SearchSummary:
+        """The search loop with ``search.*`` params; ``time_limit`` overrides ``search.time_limit``."""
+        search = self.params.search
+        return run_search(start, train_batch, self.store, time_limit=time_limit or search.time_limit,
+                          max_candidates=search.max_candidates, parallel=search.parallel,
+                          max_consecutive_failures=search.max_consecutive_failures)
+
+    def best(self, summary: SearchSummary | None = None) -> CandidateRecord:
+        """The best record, or a ``SearchError`` saying why there is none and what the first failure was."""
+        best = summary.best if summary is not None else self.store.best()
+        if best is not None:
+            return best
+        errors = [r.first_error_line() for r in self.store.records() if r.error]
+        why = f" ({summary.stopped})" if summary is not None else ""
+        first = f" The first error: {errors[0]}." if errors else ""
+        raise SearchError(f"no candidate trained successfully{why}.{first} "
+                          f"Every candidate is in {self.store.root / 'search.log'}.")
+
+    def final_fit(self, graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, out: str | Path,
+                  *, epochs: int | None = None, on_epoch: EpochCallback | None = None) -> FinalModel:
+        """Train ``graph`` on all of ``data`` (from ``weights``, or from scratch when
+        ``final_fit.retrain`` or there are none) and write ``out/{graph.json,weights.pt}``."""
+        fit = self.params.final_fit
+        start = None if fit.retrain else weights
+        set_threads(self.params.train.threads)
+        result = train_candidate(graph, start, data, self.params.train, seed=self.params.seed,
+                                 max_epochs=epochs or fit.epochs, on_epoch=on_epoch)
+        if result.failed or result.state is None:
+            why = result.error.splitlines()[0] if result.error else "no weights"
+            raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
+        save_network(graph, result.state, out)
+        return FinalModel(graph, result.state, result)
+
+
+def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path) -> None:
+    """Weights first, then the graph that names them (``load_network`` reads both)."""
+    save_weights(state, Path(folder) / "weights.pt")
+    write_text(Path(folder) / "graph.json", graph.to_json())
+
+
+def load_network(folder: str | Path) -> tuple[Graph, torch.nn.Module]:
+    """A saved network (a candidate's folder or a final fit's) in eval mode; weights load strictly."""
+    graph = Graph.from_json((Path(folder) / "graph.json").read_text())
+    module = build_module(graph)
+    module.load_state_dict(load_weights(Path(folder) / "weights.pt"))
+    return graph, module.eval()

@@ -1,0 +1,35 @@
+"""The learning-rate schedule of one training run."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from automl.config import TrainConfig
+
+
+class LRSchedule:
+    """Cosine annealing of the learning rate to whichever end comes first: ``max_epochs`` or the
+    deadline. Each candidate thus ends at a low learning rate (its validation accuracy is that of a
+    settled network, and its children start from settled weights: warm restarts along a lineage), and
+    the candidate cut at the deadline, or the one trained until it, ends annealed instead of mid-step."""
+
+    def __init__(self, config: TrainConfig, max_epochs: int | None, deadline: float | None) -> None:
+        self.base, self.cosine, self.max_epochs = config.learning_rate, config.lr_schedule == "cosine", max_epochs
+        self.start, self.deadline = time.time(), deadline
+
+    def for_epoch(self, epoch: int) -> Callable[[float], float]:
+        """Learning rate as a function of the fraction of this epoch done."""
+        return lambda done: self.at(epoch - 1 + done)
+
+    def at(self, epochs_done: float) -> float:
+        if not self.cosine:
+            return self.base
+        progress = epochs_done / self.max_epochs if self.max_epochs else 0.0  # None: by the deadline alone
+        if self.deadline is not None and self.deadline > self.start:
+            progress = max(progress, (time.time() - self.start) / (self.deadline - self.start))
+        return self.base * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+MIN_LR_FRACTION = 0.01  # the last steps still learn a little

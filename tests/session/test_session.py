@@ -1,0 +1,77 @@
+"""The orchestration both faces use: training and recording a candidate, configuration checks before
+any candidate, the memory limit handed to the searcher, the final fit's typed failure."""
+
+import pytest
+import torch
+
+from automl.arch.graph import initial_graph
+from automl.config import Params, TrainConfig
+from automl.errors import ConfigError, FinalFitError
+from automl.search.records import Status
+from automl.search.store import CandidateStore
+from automl.search.strategies import make_searcher
+from automl.session import SearchSession, check_params, load_network, train_and_record
+from automl.training.trainer import TensorData
+from tests.training.test_trainer import bars
+
+PARAMS = Params().replace(**{"train.max_epochs": 1, "train.batch_size": 32, "train.threads": 1,
+                             "search.time_limit": 30, "final_fit.epochs": 1})
+
+
+@pytest.fixture(scope="module")
+def data() -> TensorData:
+    return TensorData(*bars(96, 0), *bars(32, 1))
+
+
+def test_a_recorded_candidate_says_where_its_time_went(data, tmp_path):
+    store = CandidateStore(tmp_path)
+    (seed,) = make_searcher("random", (1, 10, 10), 2).ask(1)
+    record = train_and_record(seed, store, data, TrainConfig(max_epochs=2, batch_size=32, threads=1), seed=0,
+                              deadline=None)
+    assert record.status is Status.COMPLETE and store.record(seed.id) == record
+    timing = record.timing
+    assert timing["epochs"] == pytest.approx(sum(h["seconds"] for h in record.history), abs=1e-3)
+    assert 0 < timing["epochs"] < timing["wall"] and timing["store"] > 0
+    assert timing["wall"] >= sum(v for k, v in timing.items() if k != "wall") - 1e-3
+
+
+def test_unknown_operations_are_a_config_error():
+    with pytest.raises(ConfigError, match="search.operations: unknown teleport"):
+        check_params(PARAMS.replace(**{"search.operations": "wider_conv,teleport"}))
+    check_params(PARAMS.replace(**{"search.operations": "wider_conv, skip_add"}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_stops_before_any_candidate(data, tmp_path):
+    session = SearchSession(tmp_path, PARAMS.replace(**{"train.device": "cuda"}))
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        session.start(data, 2)
+    assert session.store.records() == []
+
+
+def test_the_searcher_gets_its_memory_limit_from_the_session(data, tmp_path):
+    start = SearchSession(tmp_path, PARAMS.replace(**{"search.max_memory_mb": 500})).start(data, 2)
+    assert start.searcher.memory_limit_mb == 500
+    auto = SearchSession(tmp_path / "auto", PARAMS).start(data, 2)
+    assert 0 < auto.searcher.memory_limit_mb < float("inf")
+    with pytest.raises(ConfigError, match="max_memory_mb=0.01 is below what the seed network needs"):
+        SearchSession(tmp_path / "tiny", PARAMS.replace(**{"search.max_memory_mb": 0.01})).start(data, 2)
+
+
+def test_search_best_and_final_fit_in_one_session(data, tmp_path):
+    session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial"}))
+    start = session.start(data, 2)
+    summary = session.run(start, session.in_process(data), time_limit=3)
+    best = session.best(summary)
+    assert best.succeeded and best == session.store.best()
+    final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), data, tmp_path / "final")
+    graph, module = load_network(tmp_path / "final")
+    assert graph == final.graph and not module.training
+    assert all(torch.equal(v, final.state[k]) for k, v in module.state_dict().items())
+
+
+def test_a_failed_final_fit_is_a_typed_error_that_keeps_the_search(data, tmp_path):
+    session = SearchSession(tmp_path, PARAMS.replace(**{"train.learning_rate": 1e30}))
+    with pytest.raises(FinalFitError, match="final fit failed: FloatingPointError"):
+        session.final_fit(initial_graph((1, 10, 10), 2, width=8), None, data, tmp_path / "final")
+    assert not (tmp_path / "final" / "weights.pt").exists()
