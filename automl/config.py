@@ -36,11 +36,14 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one candidate trains. ``flip`` is off by default: a mirrored digit is another symbol."""
+    """How one candidate trains. 0 for ``max_epochs``, ``patience`` or ``batch_size`` means "from the
+    data" (``automl.training.protocol``): about ``candidate_steps`` optimizer steps per candidate, in
+    batches sized from the training set. ``flip`` is off by default: a mirrored digit is another symbol."""
 
-    max_epochs: int = 6
-    patience: int = 2
-    batch_size: int = 128
+    max_epochs: int = 0
+    patience: int = 0
+    batch_size: int = 0
+    candidate_steps: int = 800
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # cosine (to the end of the candidate's epochs or the deadline) | constant
     weight_decay: float = 1e-4
@@ -64,7 +67,7 @@ class SearchConfig:
 
     strategy: str = "bayesian"
     time_limit: float = 300.0
-    max_candidates: int = 30
+    max_candidates: int = 0  # 0: no cap, the time budget ends the search
     parallel: int = 1
     max_consecutive_failures: int = 5
     beta: float = 2.576
@@ -85,10 +88,11 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class FinalFitConfig:
-    """``retrain`` re-initializes the best architecture; otherwise its searched weights keep training."""
+    """``retrain`` re-initializes the best architecture; otherwise its searched weights keep training.
+    ``epochs`` 0: twice a candidate's epochs (``automl.training.protocol.final_epochs``)."""
 
     retrain: bool = False
-    epochs: int = 20
+    epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -233,19 +237,20 @@ def _validate(p: Params) -> None:
         (0 <= p.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
         (p.split.val_fraction + p.split.test_fraction < 1, "split fractions must leave data to train on"),
         (p.preprocess.image_size >= 4, "preprocess.image_size must be at least 4"),
-        (p.train.max_epochs >= 1, "train.max_epochs must be at least 1"),
+        (p.train.max_epochs >= 0, "train.max_epochs must be >= 0 (0 = from the data)"),
+        (p.train.candidate_steps >= 1, "train.candidate_steps must be at least 1"),
         (p.train.lr_schedule in ("cosine", "constant"), "train.lr_schedule must be cosine or constant"),
         (p.train.device in ("auto", "cpu", "cuda") or p.train.device.startswith("cuda:"),
          "train.device must be auto, cpu, cuda or cuda:N"),
-        (p.train.patience >= 1, "train.patience must be at least 1"),
-        (p.train.batch_size >= 1, "train.batch_size must be at least 1"),
+        (p.train.patience >= 0, "train.patience must be >= 0 (0 = from the epochs)"),
+        (p.train.batch_size >= 0, "train.batch_size must be >= 0 (0 = from the data)"),
         (p.train.learning_rate > 0, "train.learning_rate must be positive"),
         (p.search.time_limit > 0, "search.time_limit must be positive (seconds)"),
-        (p.search.max_candidates >= 1, "search.max_candidates must be at least 1"),
+        (p.search.max_candidates >= 0, "search.max_candidates must be >= 0 (0 = no cap)"),
         (p.search.parallel >= 1, "search.parallel must be at least 1"),
         (p.search.max_consecutive_failures >= 0, "search.max_consecutive_failures must be >= 0 (0 = no limit)"),
         (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
-        (p.final_fit.epochs >= 1, "final_fit.epochs must be at least 1"),
+        (p.final_fit.epochs >= 0, "final_fit.epochs must be >= 0 (0 = from the candidates' epochs)"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),

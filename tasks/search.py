@@ -93,7 +93,7 @@ def run_search_step(params: PipelineParams, parent_run_id: str | None = None,
     root = session.store.root
     write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
     with budget_bar(params.search.time_limit, start.spent, bars=not quiet):
-        summary = session.run(start, make_trainer(params, parent_run_id))
+        summary = session.run(start, make_trainer(session.params, parent_run_id))  # the protocol sized from the data
     best = session.best(summary)
     result = {"best_id": best.id, "best_val_accuracy": best.val_accuracy,
               "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,

@@ -9,7 +9,7 @@ from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.search_strategies import accuracy_section, inheritance_gaps, summarize
 
 
-def run(strategy: str, seed: int, accuracy: float, budget: float = 600.0, final_epochs: int = 20,
+def run(strategy: str, seed: int, accuracy: float, budget: float = 600.0, final_epochs: int = 0,
         overrides: list[str] | None = None, candidates: int = 5) -> dict:
     return {"dataset": "digits8x8", "budget": budget, "strategy": strategy, "seed": seed,
             "final_epochs": final_epochs, "overrides": overrides or [], "test_accuracy": accuracy,
@@ -29,11 +29,13 @@ def test_the_headline_table_keeps_only_the_default_protocol_and_lists_the_svc_ap
     rows = [run("bayesian", 0, 0.96), run("bayesian", 1, 0.99, final_epochs=100),
             run("bayesian", 2, 0.50, overrides=["train.max_epochs=30"]),
             {"dataset": "digits8x8", "budget": 0, "strategy": "svc", "seed": 0, "final_epochs": 0,
-             "overrides": [], "test_accuracy": 0.98}]
+             "overrides": [], "test_accuracy": 0.98},
+            {"dataset": "digits8x8", "budget": 0, "strategy": "logreg", "seed": 0, "final_epochs": 0,
+             "overrides": [], "test_accuracy": 0.95}]
     section = accuracy_section(rows)
     assert section["summary"] == {"digits8x8": {"600.0": {"bayesian": {"mean": 0.96, "std": 0.0, "n": 1,
                                                                        "candidates": 5.0}}}}
-    assert section["svc"] == {"digits8x8": 0.98}
+    assert section["svc"] == {"digits8x8": 0.98} and section["logreg"] == {"digits8x8": 0.95}
     assert section["runs"] == rows
 
 

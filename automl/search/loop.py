@@ -86,7 +86,7 @@ def budget_heartbeat(store: CandidateStore, spent: float, every: float = 2.0) ->
 
 def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateStore, *, time_limit: float,
                max_candidates: int, parallel: int = 1, max_consecutive_failures: int = 0) -> SearchSummary:
-    """Ask, train, tell until the time budget, the candidate cap or the strategy runs out, or
+    """Ask, train, tell until the time budget, the candidate cap (0: none) or the strategy runs out, or
     ``max_consecutive_failures`` candidates in a row fail (0: never stop for failures).
 
     As in Auto-Keras, the next round's proposals are worked out in a background thread while the
@@ -99,7 +99,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
     clock, streak, stopped = Stopwatch(), 0, ""
 
     def ask() -> list[Candidate]:
-        room = min(parallel, max_candidates - (searcher.next_id - 1))
+        room = min(parallel, max_candidates - (searcher.next_id - 1)) if max_candidates else parallel
         with clock("searcher_ask"):
             asked = searcher.ask(room) if room > 0 and time.time() < deadline else []
             store.save_searcher(searcher)

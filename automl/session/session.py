@@ -9,6 +9,7 @@ Configuration mistakes that would fail every candidate are refused before the fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from automl.search.store import CandidateStore, load_weights, save_weights
 from automl.search.strategies import make_searcher
 from automl.session.candidate import SearchCallback, train_and_record
 from automl.training.device import default_memory_limit_mb, place
+from automl.training.protocol import final_epochs, resolve
 from automl.training.trainer import EpochCallback, TensorData, TrainResult, set_threads, train_candidate
 
 # Params a resumed search may change: the budget, where training runs, and what happens after the search.
@@ -74,14 +76,21 @@ class SearchSession:
         self.store = CandidateStore(root)
 
     def start(self, data: TensorData, n_classes: int, resume: bool = False) -> SearchStart:
-        """Open the store: resume the search saved there (same identity) or start a new one."""
+        """Open the store: resume the search saved there (same identity) or start a new one. From here
+        on ``params.train`` holds the protocol sized from ``data`` (``automl.training.protocol``)."""
         check_params(self.params)
         set_threads(self.params.train.threads)
+        identity = search_identity(self.params, data)
+        self.params = dataclasses.replace(self.params, train=resolve(self.params.train, len(data.x_train)))
         shape = tuple(data.x_train.shape[1:])
         limit = self._memory_limit(initial_graph(shape, n_classes))
         search = self.params.search
-        return start_search(self.store, search_identity(self.params, data), resume, lambda: make_searcher(
+        start = start_search(self.store, identity, resume, lambda: make_searcher(
             search.strategy, shape, n_classes, self.params.seed, search, self.params.train.batch_size, limit))
+        train = self.params.train
+        self.store.log(f"training protocol: batch {train.batch_size}, up to {train.max_epochs} epochs per candidate, "
+                       f"patience {train.patience} ({len(data.x_train)} training images)")
+        return start
 
     def _memory_limit(self, seed_graph: Graph) -> float:
         """``search.max_memory_mb``, or a share of this machine's memory; refused when even the
@@ -127,8 +136,9 @@ class SearchSession:
         fit = self.params.final_fit
         start = None if fit.retrain else weights
         set_threads(self.params.train.threads)
-        result = train_candidate(graph, start, data, self.params.train, seed=self.params.seed,
-                                 max_epochs=epochs or fit.epochs, on_epoch=on_epoch)
+        train = resolve(self.params.train, len(data.x_train))
+        result = train_candidate(graph, start, data, train, seed=self.params.seed,
+                                 max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch)
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")

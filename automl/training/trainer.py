@@ -27,6 +27,7 @@ from automl.config import TrainConfig
 from automl.errors import describe_error, stops_the_run
 from automl.training.augment import augment
 from automl.training.device import Placement, place
+from automl.training.protocol import resolve
 from automl.training.schedule import LRSchedule
 
 
@@ -141,6 +142,7 @@ def train_candidate(
     ``deadline`` (a ``time.time()`` value), cutting the epoch in progress at the deadline. ``slot``
     picks the GPU when there are several (see ``automl.training.device``)."""
     start = time.time()
+    config = resolve(config, len(data.x_train))  # 0s in the params: sized from the data
     placement = place(config.device, config.amp, slot)  # a ConfigError: no candidate could train
     try:
         epochs = None if until_deadline and deadline is not None else max_epochs or config.max_epochs
