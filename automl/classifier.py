@@ -3,9 +3,8 @@
 A thin face over ``automl.session.SearchSession`` (the pipeline's tasks are the other): it runs in
 process with no Prefect server, turns arrays into tensors, and keeps the preprocessor. ``path`` keeps
 every trained candidate (graph JSON and weights), a readable ``search.log``, the searcher's state and
-the classifier's own state, so
-``ImageClassifier.load(path)`` brings a fitted classifier back and ``resume=True`` (as in Auto-Keras)
-continues a search that was interrupted.
+the classifier's own state, so ``ImageClassifier.load(path)`` brings a fitted classifier back and
+``resume=True`` (as in Auto-Keras) continues a search that was interrupted.
 """
 
 from __future__ import annotations
@@ -165,7 +164,6 @@ def _check_xy(x: ImageBatch, y: np.ndarray | list) -> tuple[list[np.ndarray], np
     if not images:
         raise DataError("the dataset is empty.")
     return images, labels
-
 
 
 def load_image_dataset(csv_file_path: str | Path, images_path: str | Path, filename_column: str = "",
