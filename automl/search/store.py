@@ -2,8 +2,9 @@
 
 ``root/candidates/<id>/{graph.json, record.json, weights.pt}``, a readable ``search.log``, the
 searcher's state (``searcher.json``, saved after every ask and every tell), the search seconds spent
-so far (``budget.json``) and what the search was started with (``identity.json``: params and a hash
-of the data, so a resume with other data or settings is refused rather than mixed in).
+so far (``budget.json``), what the search was started with (``identity.json``: params and a hash
+of the data, so a resume with other data or settings is refused rather than mixed in) and the training
+protocol its candidates got (``protocol.json``).
 Every file is written atomically; weights load with ``weights_only=True`` (no pickle is executed).
 """
 
@@ -24,6 +25,7 @@ from automl.search.searcher import Searcher
 from automl.search.strategies import searcher_from_state
 
 SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, LOG_FILE = "searcher.json", "budget.json", "identity.json", "search.log"
+PROTOCOL_FILE = "protocol.json"
 
 
 class CandidateStore:
@@ -57,7 +59,7 @@ class CandidateStore:
     def reset(self) -> None:
         """Forget a previous search in this folder (only the files the store itself writes)."""
         shutil.rmtree(self.root / "candidates", ignore_errors=True)
-        for name in (LOG_FILE, SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE):
+        for name in (LOG_FILE, SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, PROTOCOL_FILE):
             (self.root / name).unlink(missing_ok=True)
         (self.root / "candidates").mkdir(parents=True)
 
@@ -140,6 +142,14 @@ class CandidateStore:
     def spent(self) -> float:
         path = self.root / BUDGET_FILE
         return float(read_json(path)["spent_seconds"]) if path.is_file() else 0.0
+
+    def save_protocol(self, train: dict[str, Any]) -> None:
+        """The training settings the candidates got (sized from the data): the final fit follows them."""
+        write_json(self.root / PROTOCOL_FILE, train)
+
+    def protocol(self) -> dict[str, Any] | None:
+        path = self.root / PROTOCOL_FILE
+        return read_json(path) if path.is_file() else None
 
 
 def _log_line(r: CandidateRecord) -> str:

@@ -22,7 +22,7 @@ from automl.arch.builder import build_module
 from automl.arch.graph import Graph, initial_graph
 from automl.arch.memory import estimate_memory_mb
 from automl.arch.morph import OPERATIONS
-from automl.config import Params
+from automl.config import Params, TrainConfig
 from automl.errors import ConfigError, FinalFitError, SearchError
 from automl.fileio import write_text
 from automl.search.loop import BatchTrainer, SearchStart, SearchSummary, run_search, start_search
@@ -33,6 +33,8 @@ from automl.session.candidate import SearchCallback, train_and_record
 from automl.training.device import default_memory_limit_mb, place
 from automl.training.protocol import final_epochs, resolve
 from automl.training.trainer import EpochCallback, TensorData, TrainResult, set_threads, train_candidate
+
+SIZED = ("batch_size", "max_epochs", "patience")  # what the protocol sizes from the data when left 0
 
 # Params a resumed search may change: the budget, where training runs, and what happens after the search.
 RESUMABLE = ("search.time_limit", "search.max_candidates", "search.max_consecutive_failures", "final_fit.",
@@ -88,6 +90,7 @@ class SearchSession:
         start = start_search(self.store, identity, resume, lambda: make_searcher(
             search.strategy, shape, n_classes, self.params.seed, search, self.params.train.batch_size, limit))
         train = self.params.train
+        self.store.save_protocol({k: getattr(train, k) for k in SIZED})
         self.store.log(f"training protocol: batch {train.batch_size}, up to {train.max_epochs} epochs per candidate, "
                        f"patience {train.patience} ({len(data.x_train)} training images)")
         return start
@@ -136,7 +139,7 @@ class SearchSession:
         fit = self.params.final_fit
         start = None if fit.retrain else weights
         set_threads(self.params.train.threads)
-        train = resolve(self.params.train, len(data.x_train))
+        train = resolve(self._searched_protocol(), len(data.x_train))
         result = train_candidate(graph, start, data, train, seed=self.params.seed,
                                  max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch)
         if result.failed or result.state is None:
@@ -144,6 +147,13 @@ class SearchSession:
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
         save_network(graph, result.state, out)
         return FinalModel(graph, result.state, result)
+
+
+    def _searched_protocol(self) -> TrainConfig:
+        """``params.train`` with what the params left open (0) taken from the search's candidates, so
+        the final fit trains in the same batches, for twice their epochs, whatever its data size."""
+        train, saved = self.params.train, self.store.protocol() or {}
+        return dataclasses.replace(train, **{k: saved[k] for k in SIZED if k in saved and not getattr(train, k)})
 
 
 def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path) -> None:

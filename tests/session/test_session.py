@@ -11,6 +11,7 @@ from automl.search.records import Status
 from automl.search.store import CandidateStore
 from automl.search.strategies import make_searcher
 from automl.session import SearchSession, check_params, load_network, train_and_record
+from automl.training.protocol import auto_batch_size
 from automl.training.trainer import TensorData
 from tests.training.test_trainer import bars
 
@@ -75,3 +76,17 @@ def test_a_failed_final_fit_is_a_typed_error_that_keeps_the_search(data, tmp_pat
     with pytest.raises(FinalFitError, match="final fit failed: FloatingPointError"):
         session.final_fit(initial_graph((1, 10, 10), 2, width=8), None, data, tmp_path / "final")
     assert not (tmp_path / "final" / "weights.pt").exists()
+
+
+def test_the_final_fit_follows_the_protocol_the_candidates_got(tmp_path):
+    """Sized from 700 training images: batch 16, 10 epochs for 400 steps. The final fit's 1,000 images
+    alone would give batch 32 and 13 epochs; it trains in the candidates' batches for twice their epochs."""
+    auto = Params().replace(**{"train.threads": 1, "train.candidate_steps": 400, "search.strategy": "initial"})
+    search_data, final_data = TensorData(*bars(700, 0), *bars(64, 1)), TensorData(*bars(1_000, 2))
+    session = SearchSession(tmp_path, auto)
+    session.run(session.start(search_data, 2), session.in_process(search_data), time_limit=2)
+    assert session.store.protocol() == {"batch_size": 16, "max_epochs": 10, "patience": 2}
+    best = session.best()
+    final = SearchSession(tmp_path, auto).final_fit(session.store.graph(best.id), session.store.weights(best.id),
+                                                    final_data, tmp_path / "final")
+    assert final.result.epochs == 20 and auto_batch_size(1_000) == 32
