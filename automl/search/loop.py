@@ -19,6 +19,7 @@ from typing import Any
 from automl.search.records import Candidate, CandidateRecord, Status
 from automl.search.searcher import Searcher
 from automl.search.store import CandidateStore
+from automl.search.strategies import searcher_from_state
 from automl.timing import Stopwatch
 
 
@@ -37,7 +38,7 @@ def start_search(store: CandidateStore, identity: dict[str, Any], resume: bool,
     """Resume the search in ``store`` when asked and possible, else start a new one there."""
     if not store.open(identity, resume):
         return SearchStart(new_searcher(), [], 0.0, False)
-    searcher = store.load_searcher()
+    searcher = searcher_from_state(*store.searcher_state())
     first = store.reconcile(searcher)
     store.save_searcher(searcher)
     spent = store.spent()

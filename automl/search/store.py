@@ -22,7 +22,6 @@ from automl.errors import ConfigError
 from automl.fileio import atomic_path, read_json, write_json, write_text
 from automl.search.records import Candidate, CandidateRecord, Status, best_of
 from automl.search.searcher import Searcher
-from automl.search.strategies import searcher_from_state
 
 SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, LOG_FILE = "searcher.json", "budget.json", "identity.json", "search.log"
 PROTOCOL_FILE = "protocol.json"
@@ -133,8 +132,10 @@ class CandidateStore:
     def save_searcher(self, searcher: Searcher) -> None:
         write_json(self.root / SEARCHER_FILE, searcher.to_state())
 
-    def load_searcher(self) -> Searcher:
-        return searcher_from_state(read_json(self.root / SEARCHER_FILE), str(self.root / SEARCHER_FILE))
+    def searcher_state(self) -> tuple[dict[str, Any], str]:
+        """The saved searcher state and the file it came from (``strategies.searcher_from_state``
+        restores it: the store knows files, not strategies)."""
+        return read_json(self.root / SEARCHER_FILE), str(self.root / SEARCHER_FILE)
 
     def save_spent(self, seconds: float) -> None:
         write_json(self.root / BUDGET_FILE, {"spent_seconds": round(seconds, 3)})
