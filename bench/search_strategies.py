@@ -36,7 +36,7 @@ from bench.common import RESULTS, load_dataset
 
 STRATEGIES = ("bayesian", "random", "initial")
 PIXEL_BASELINES = ("svc", "logreg")
-IMAGE_SIZE = {"mnist5k": 16, "digits8x8": 8, "pines": 17}  # mnist at 16x16: more candidates per budget
+IMAGE_SIZE = {"mnist5k": 16, "digits8x8": 8, "pines": 17, "dsprites": 32}  # smaller: more candidates per budget
 RESULTS_FILE = RESULTS / "search_strategies.json"
 FINAL_EPOCHS = 0  # the headline protocol's final fit: 0 = the default, sized from the candidates' epochs
 
