@@ -84,13 +84,15 @@ class ImageClassifier:
         self._require_fitted()
         params = self.params if retrain is None else self.params.replace(**{"final_fit.retrain": retrain})
         images, labels = _check_xy(x_train, y_train)
-        on_epoch = ConsoleProgress(None).final_epoch if self.verbose else None
+        progress = ConsoleProgress(None) if self.verbose else None
         final = SearchSession(self.path, params).final_fit(self.graph, self.model.state_dict(),
                                                            self._tensors(images, labels), self.path / "final",
-                                                           epochs=epochs, on_epoch=on_epoch)
+                                                           epochs=epochs, on_epoch=progress and progress.final_epoch)
+        if progress:
+            progress.final_done(final.fit_accuracy, final.searched_fit_accuracy, final.kept_searched)
         self._use(final.graph, final.state)
         self._save_state(final=True)
-        summary = final.result.fields()
+        summary = final.fields()
         if x_test is not None and y_test is not None:
             summary["test_accuracy"] = self.evaluate(x_test, y_test)
         return summary

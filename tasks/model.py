@@ -27,16 +27,21 @@ def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     session = session_of(params)
     best_id = read_json(work_dir(params, "search", "best.json"))["best_id"]
     data = load_tensors(params.paths.work, train=("train", "val"), val=None)
-    progress = None if quiet else ConsoleProgress(None).final_epoch
+    progress = None if quiet else ConsoleProgress(None)
     out = work_dir(params, "final")
     final = session.final_fit(session.store.graph(best_id), session.store.weights(best_id), data, out,
-                              on_epoch=progress)
+                              on_epoch=progress and progress.final_epoch)
+    if progress:
+        progress.final_done(final.fit_accuracy, final.searched_fit_accuracy, final.kept_searched)
     write_csv(out / "curves.csv", ["epoch", "train_loss"], final.result.history)
     run_id = parent_run_of(params)
     for row in final.result.history:
         tracking.log_metrics(params, run_id, {"final_fit_train_loss": row["train_loss"]}, step=row["epoch"])
+    tracking.log_metrics(params, run_id, {"final_fit_accuracy": final.fit_accuracy,
+                                          "final_fit_kept_searched": float(final.kept_searched)})
     return {"epochs": final.result.epochs, "train_seconds": final.result.train_seconds,
-            "retrain": params.final_fit.retrain}
+            "retrain": params.final_fit.retrain, "fit_accuracy": final.fit_accuracy,
+            "kept_searched": final.kept_searched}
 
 
 def load_final(params: PipelineParams) -> torch.nn.Module:

@@ -81,6 +81,15 @@ class ConsoleProgress:
     def final_epoch(self, info: EpochInfo) -> None:
         self._print(f"[final_fit] epoch {info.epoch}/{info.max_epochs} loss {info.train_loss:.4f} ({info.seconds:.1f}s)")
 
+    def final_done(self, fit_accuracy: float, searched: float | None, kept_searched: bool) -> None:
+        """Whether the final fit's weights were kept, with the accuracies that decided it."""
+        if kept_searched:
+            self._print(f"[final_fit] accuracy on its training data fell to {fit_accuracy:.4f} from the searched "
+                        f"weights' {searched:.4f}: kept the searched weights")
+        else:
+            self._print(f"[final_fit] accuracy on its training data {fit_accuracy:.4f}"
+                        + (f" (searched weights: {searched:.4f})" if searched is not None else ""))
+
 
 def _disable(bars: bool) -> bool | None:
     """tqdm's ``disable``: None shows a bar on terminals only (not in logs and pipes); True never."""

@@ -71,6 +71,23 @@ def test_search_best_and_final_fit_in_one_session(data, tmp_path):
     assert all(torch.equal(v, final.state[k]) for k, v in module.state_dict().items())
 
 
+def test_a_final_fit_that_loses_accuracy_on_its_own_data_keeps_the_searched_weights(data, tmp_path):
+    """A learning rate of 1 against a huge decay leaves a finite loss and a network near chance: the
+    final fit's own data shows the damage, so the searched weights (trained on the same data) are saved."""
+    session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial", "train.max_epochs": 6}))
+    best = session.best(session.run(session.start(data, 2), session.in_process(data), time_limit=20))
+    searched = session.store.weights(best.id)
+    ruin = SearchSession(tmp_path, session.params.replace(**{"train.weight_decay": 1e4, "train.learning_rate": 1.0,
+                                                          "train.lr_schedule": "constant", "final_fit.epochs": 3}))
+    final = ruin.final_fit(session.store.graph(best.id), searched, data, tmp_path / "ruined")
+    assert final.kept_searched and final.fit_accuracy < final.searched_fit_accuracy - 0.2
+    assert all(torch.equal(v, searched[k]) for k, v in load_network(tmp_path / "ruined")[1].state_dict().items())
+    assert "kept the searched weights" in (tmp_path / "search.log").read_text()
+    kept = session.final_fit(session.store.graph(best.id), searched, data, tmp_path / "final")
+    assert not kept.kept_searched and kept.fit_accuracy >= kept.searched_fit_accuracy - 0.01
+    assert not any(torch.equal(v, searched[k]) for k, v in kept.state.items() if v.is_floating_point())
+
+
 def test_a_failed_final_fit_is_a_typed_error_that_keeps_the_search(data, tmp_path):
     session = SearchSession(tmp_path, PARAMS.replace(**{"train.learning_rate": 1e30}))
     with pytest.raises(FinalFitError, match="final fit failed: FloatingPointError"):
