@@ -20,7 +20,7 @@ from automl.training.trainer import TensorData
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-DATASETS = ("mnist5k", "digits8x8", "pines", "dsprites")
+DATASETS = ("mnist5k", "digits8x8", "pines", "dsprites", "dsprites64")  # dsprites64: the same, at full size
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +37,7 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
         return (d.images * (255 / 16)).round().astype(np.uint8), d.target.astype(str)
     if name == "pines":
         return indian_pines()
-    if name == "dsprites":
+    if name in ("dsprites", "dsprites64"):
         return dsprites()
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 

@@ -18,7 +18,8 @@ from typing import Any
 
 INPUT_ID = 0
 NEEDS_FEATURE_MAP = {"conv", "batchnorm", "maxpool", "global_avg_pool"}
-LAYER_TYPES = {"conv", "batchnorm", "relu", "maxpool", "global_avg_pool", "dropout", "dense", "add", "concat", "softmax"}
+LAYER_TYPES = {"conv", "batchnorm", "relu", "maxpool", "global_avg_pool", "dropout", "dense", "add", "concat",
+               "softmax"}
 Shape = tuple[int, ...]  # (C, H, W) for feature maps, (units,) after global pooling
 
 

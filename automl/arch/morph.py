@@ -91,7 +91,8 @@ def _skip_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[Spe
         channels = shapes[b][0] + (shapes[a][0] if op == "skip_concat" else 0)
         if channels > limits.max_width:
             continue
-        if op == "skip_add" or channel_flow(graph, b, Channels((0, -1), 1), None, shapes) is not None:  # extra channels fit
+        # skip_concat only where the extra channels fit through to the next conv or dense
+        if op == "skip_add" or channel_flow(graph, b, Channels((0, -1), 1), None, shapes) is not None:
             yield {"op": op, "from": a, "to": b}
 
 

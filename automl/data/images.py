@@ -88,7 +88,8 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{path}: {img.width}x{img.height} pixels is over the limit; refusing a possible decompression bomb.")
+                raise DataError(f"{path}: {img.width}x{img.height} pixels is over the limit; refusing a possible "
+                                "decompression bomb.")
             return _to_array(img)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc}).") from None

@@ -79,7 +79,8 @@ class ConsoleProgress:
                     f"{self.best if self.best is not None else float('nan'):.4f}  {self._left()}")
 
     def final_epoch(self, info: EpochInfo) -> None:
-        self._print(f"[final_fit] epoch {info.epoch}/{info.max_epochs} loss {info.train_loss:.4f} ({info.seconds:.1f}s)")
+        self._print(f"[final_fit] epoch {info.epoch}/{info.max_epochs} loss {info.train_loss:.4f} "
+                    f"({info.seconds:.1f}s)")
 
     def final_done(self, fit_accuracy: float, searched: float | None, kept_searched: bool) -> None:
         """Whether the final fit's weights were kept, with the accuracies that decided it."""

@@ -29,7 +29,8 @@ class LRSchedule:
         progress = epochs_done / self.max_epochs if self.max_epochs else 0.0  # None: by the deadline alone
         if self.deadline is not None and self.deadline > self.start:
             progress = max(progress, (time.time() - self.start) / (self.deadline - self.start))
-        return self.base * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return self.base * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * cosine)
 
 
 MIN_LR_FRACTION = 0.01  # the last steps still learn a little

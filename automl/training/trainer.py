@@ -138,9 +138,10 @@ def train_candidate(
     slot: int = 0,
 ) -> TrainResult:
     """Train ``graph`` (starting from any fitting ``weights``) and return its best state (on the CPU)
-    by validation accuracy, ties broken by validation loss. Stops at ``patience`` epochs without improvement, ``max_epochs`` or the
-    ``deadline`` (a ``time.time()`` value), cutting the epoch in progress at the deadline. ``slot``
-    picks the GPU when there are several (see ``automl.training.device``)."""
+    by validation accuracy, ties broken by validation loss. Stops at ``patience`` epochs without
+    improvement, ``max_epochs`` or the ``deadline`` (a ``time.time()`` value), cutting the epoch in
+    progress at the deadline. ``slot`` picks the GPU when there are several (see
+    ``automl.training.device``)."""
     start = time.time()
     config = resolve(config, len(data.x_train))  # 0s in the params: sized from the data
     placement = place(config.device, config.amp, slot)  # a ConfigError: no candidate could train

@@ -28,7 +28,8 @@ def test_mixed_sizes_and_modes_come_back_as_a_list(tmp_path):
                                          ("I;16", (6, 5)), ("CMYK", (6, 5, 3)), ("1", (6, 5))])
 def test_image_modes_are_converted(tmp_path, mode, expect):
     rgb = Image.fromarray((np.arange(90).reshape(6, 5, 3) * 2).astype(np.uint8))
-    img = rgb.convert(mode) if mode != "I;16" else Image.fromarray((np.arange(30).reshape(6, 5) * 1000).astype(np.uint16))
+    wide = Image.fromarray((np.arange(30).reshape(6, 5) * 1000).astype(np.uint16))
+    img = rgb.convert(mode) if mode != "I;16" else wide
     path = tmp_path / ("x.tiff" if mode in ("CMYK", "I;16") else "x.png")
     img.save(path)
     arr = read_image(path)

@@ -16,7 +16,8 @@ def test_help_lists_commands_and_defaults():
     assert all(command in out.stdout for command in ("run", "params", "predict", "report", "serve", "stage"))
     run = automl("run", "--help")
     assert "--set KEY=VALUE" in run.stdout and "--csv" in run.stdout and "automl params" in run.stdout
-    assert " ".join(run.stdout.split()).count("(default: ") >= 6 and "(default: params.yaml)" in " ".join(run.stdout.split())
+    flat = " ".join(run.stdout.split())
+    assert flat.count("(default: ") >= 6 and "(default: params.yaml)" in flat
 
 
 def test_params_lists_every_param_with_its_default_value_and_meaning():
