@@ -35,7 +35,6 @@ from automl.data.split import stratified_split
 from automl.search.records import CandidateRecord, Status
 from automl.search.store import CandidateStore
 from bench.common import RESULTS, load_dataset
-from bench.tpe import run_tpe
 
 STRATEGIES = ("bayesian", "random", "initial", "tpe")  # tpe: Optuna over the seed network (bench/tpe.py)
 PIXEL_BASELINES = ("svc", "logreg")
@@ -56,6 +55,8 @@ def run_search(dataset: str, strategy: str, seed: int, budget: float, final_epoc
     train, test = split(y)
     params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed, **overrides})
     if strategy == "tpe":
+        from bench.tpe import run_tpe  # Optuna comes with the bench extra only
+
         return run_tpe(x, y, train, test, params, budget)
     params = params.replace(**{"search.strategy": strategy})
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from automl.search.records import CandidateRecord, Reasoning, Status
-from bench.search_strategies import accuracy_section, inheritance_gaps, summarize
+from bench.search_strategies import accuracy_section, best_so_far, inheritance_gaps, summarize, time_to_seed_accuracy
 
 
 def run(strategy: str, seed: int, accuracy: float, budget: float = 600.0, final_epochs: int = 0,
@@ -48,3 +48,19 @@ def test_inheritance_gaps_count_only_children_of_function_preserving_morphs() ->
                record(3, 1, "deeper_dense", inherited_val_accuracy=0.85, val_accuracy=0.9),
                record(4, 1, "shrink_remove", inherited_val_accuracy=0.1, val_accuracy=0.9)]
     assert inheritance_gaps(records) == pytest.approx([0.0, 0.05])
+
+
+def test_time_to_seed_accuracy_reads_each_runs_best_so_far_curve_against_its_own_seed() -> None:
+    def record(id: int, accuracy: float, finished: float) -> CandidateRecord:
+        return CandidateRecord(id, None, None, "", 0, Reasoning(), Status.COMPLETE, val_accuracy=accuracy,
+                               finished_at=finished)
+
+    curve = best_so_far([record(2, 0.80, 130.0), record(1, 0.90, 112.0), record(3, 0.95, 160.0)], start=100.0)
+    assert curve == [(12.0, 0.90), (30.0, 0.90), (60.0, 0.95)]
+    rows = [{**run("bayesian", 0, 0.9, budget=120.0), "curve": curve},
+            {**run("bayesian", 1, 0.9, budget=120.0), "curve": [(100.0, 0.5)]},
+            {**run("bayesian", 2, 0.9, budget=120.0)},  # no curve recorded: left out
+            {**run("initial", 0, 0.9, budget=120.0), "best_val_accuracy": 0.9},
+            {**run("initial", 1, 0.9, budget=120.0), "best_val_accuracy": 0.6},
+            {**run("initial", 2, 0.9, budget=120.0), "best_val_accuracy": 0.6}]
+    assert time_to_seed_accuracy(rows) == {"digits8x8": {"120.0": [0.1, None]}}
