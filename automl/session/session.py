@@ -25,27 +25,14 @@ from automl.arch.morph import OPERATIONS
 from automl.config import Params, TrainConfig
 from automl.errors import ConfigError, FinalFitError, SearchError
 from automl.fileio import write_text
-from automl.search.loop import (
-    BatchTrainer,
-    SearchStart,
-    SearchSummary,
-    run_search,
-    start_search,
-)
+from automl.search.loop import BatchTrainer, SearchStart, SearchSummary, run_search, start_search
 from automl.search.records import Candidate, CandidateRecord
 from automl.search.store import CandidateStore, load_weights, save_weights
 from automl.search.strategies import make_searcher
 from automl.session.candidate import SearchCallback, train_and_record
 from automl.training.device import default_memory_limit_mb, place
 from automl.training.protocol import final_epochs, resolve
-from automl.training.trainer import (
-    EpochCallback,
-    TensorData,
-    TrainResult,
-    accuracy,
-    set_threads,
-    train_candidate,
-)
+from automl.training.trainer import EpochCallback, TensorData, TrainResult, accuracy, set_threads, train_candidate
 
 SIZED = ("batch_size", "max_epochs", "patience")  # what the protocol sizes from the data when left 0
 
@@ -181,7 +168,6 @@ class SearchSession:
                            f"searched weights' {final.searched_fit_accuracy:.4f}; kept the searched weights")
         save_network(graph, final.state, out)
         return final
-
 
     def _searched_protocol(self) -> TrainConfig:
         """``params.train`` with what the params left open (0) taken from the search's candidates, so
