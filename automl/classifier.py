@@ -78,11 +78,14 @@ class ImageClassifier:
 
     def final_fit(self, x_train: ImageBatch, y_train: np.ndarray | list, x_test: ImageBatch | None = None,
                   y_test: np.ndarray | list | None = None, retrain: bool | None = None,
-                  epochs: int | None = None) -> dict[str, Any]:
+                  epochs: int | None = None, time_limit: float | None = None) -> dict[str, Any]:
         """Train the best architecture on all of ``x_train``: from its searched weights, or from scratch
-        when ``retrain``. ``x_test`` is only evaluated at the end, never used to choose anything."""
+        when ``retrain``; within ``time_limit`` seconds when given (``final_fit.time_limit``).
+        ``x_test`` is only evaluated at the end, never used to choose anything."""
         self._require_fitted()
-        params = self.params if retrain is None else self.params.replace(**{"final_fit.retrain": retrain})
+        overrides = {k: v for k, v in (("final_fit.retrain", retrain), ("final_fit.time_limit", time_limit))
+                     if v is not None}
+        params = self.params.replace(**overrides)
         images, labels = _check_xy(x_train, y_train)
         progress = ConsoleProgress(None) if self.verbose else None
         final = SearchSession(self.path, params).final_fit(self.graph, self.model.state_dict(),

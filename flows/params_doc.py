@@ -54,6 +54,7 @@ HELP = {
     "search.max_memory_mb": "training memory per candidate; 0 = 80% of free GPU memory, or 25% of RAM on CPU",
     "final_fit.retrain": "true: re-initialize the best architecture; false: continue its weights",
     "final_fit.epochs": "epochs of the final fit on train+val (no validation left); 0 = twice a candidate's",
+    "final_fit.time_limit": "seconds the final fit may take (it anneals to that end); 0 = no limit",
     "tracking.uri": "'' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
     "tracking.experiment": "MLflow experiment of the runs",
     "tracking.registered_model": "Model Registry name ('' = do not register); alias champion or challenger",

@@ -4,16 +4,25 @@ and ``latest.json`` would report figures no run produced."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from automl.search.records import CandidateRecord, Reasoning, Status
-from bench.search_strategies import accuracy_section, best_so_far, inheritance_gaps, summarize, time_to_seed_accuracy
+from bench.search_strategies import (
+    FINAL_SHARE,
+    accuracy_section,
+    best_so_far,
+    ensemble_accuracies,
+    inheritance_gaps,
+    summarize,
+    time_to_seed_accuracy,
+)
 
 
 def run(strategy: str, seed: int, accuracy: float, budget: float = 600.0, final_epochs: int = 0,
-        overrides: list[str] | None = None, candidates: int = 5) -> dict:
+        overrides: list[str] | None = None, candidates: int = 5, final_share: float = FINAL_SHARE) -> dict:
     return {"dataset": "digits8x8", "budget": budget, "strategy": strategy, "seed": seed,
             "final_epochs": final_epochs, "overrides": overrides or [], "test_accuracy": accuracy,
-            "n_candidates": candidates}
+            "n_candidates": candidates, "final_share": final_share}
 
 
 def test_summary_cells_average_over_seeds_per_dataset_budget_and_strategy() -> None:
@@ -28,6 +37,7 @@ def test_summary_cells_average_over_seeds_per_dataset_budget_and_strategy() -> N
 def test_the_headline_table_keeps_only_the_default_protocol_and_lists_the_svc_apart() -> None:
     rows = [run("bayesian", 0, 0.96), run("bayesian", 1, 0.99, final_epochs=100),
             run("bayesian", 2, 0.50, overrides=["train.max_epochs=30"]),
+            run("bayesian", 3, 0.70, final_share=0.0),  # the search had the whole budget: another protocol
             {"dataset": "digits8x8", "budget": 0, "strategy": "svc", "seed": 0, "final_epochs": 0,
              "overrides": [], "test_accuracy": 0.98},
             {"dataset": "digits8x8", "budget": 0, "strategy": "logreg", "seed": 0, "final_epochs": 0,
@@ -64,3 +74,18 @@ def test_time_to_seed_accuracy_reads_each_runs_best_so_far_curve_against_its_own
             {**run("initial", 1, 0.9, budget=120.0), "best_val_accuracy": 0.6},
             {**run("initial", 2, 0.9, budget=120.0), "best_val_accuracy": 0.6}]
     assert time_to_seed_accuracy(rows) == {"digits8x8": {"120.0": [0.1, None]}}
+
+
+def test_ensembles_average_the_softmax_of_the_best_ranked_members_and_can_swap_in_the_final_fit() -> None:
+    """Three one-layer "networks": the best alone gets 2 of 3 right, the top two average to all right, the
+    top three to 2 of 3 again; a final-fitted best that leans to class 0 still gets all right with the second."""
+    def fixed(weight: list[list[float]]) -> torch.nn.Module:
+        layer = torch.nn.Linear(2, 2, bias=False)
+        layer.weight.data = torch.tensor(weight)
+        return layer
+
+    x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0, 1, 1])
+    ranked = [fixed([[2.0, 0.0], [0.0, 1.0]]), fixed([[0.0, 0.0], [0.0, 3.0]]), fixed([[9.0, 0.0], [0.0, 0.0]])]
+    out = ensemble_accuracies(ranked, fixed([[1.0, 1.0], [0.0, 0.0]]), x, y)
+    assert out["ensemble_searched"] == pytest.approx({"1": 2 / 3, "2": 1.0, "3": 2 / 3})
+    assert out["ensemble_final"] == pytest.approx({"2": 1.0, "3": 2 / 3})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,13 +152,15 @@ class SearchSession:
     def final_fit(self, graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, out: str | Path,
                   *, epochs: int | None = None, on_epoch: EpochCallback | None = None) -> FinalModel:
         """Train ``graph`` on all of ``data`` (from ``weights``, or from scratch when
-        ``final_fit.retrain`` or there are none) and write ``out/{graph.json,weights.pt}``: the trained
-        weights, or the searched ones when training lost accuracy on ``data`` (``FINAL_FIT_TOLERANCE``)."""
+        ``final_fit.retrain`` or there are none), within ``final_fit.time_limit``, and write
+        ``out/{graph.json,weights.pt}``: the trained weights, or the searched ones when training lost
+        accuracy on ``data`` (``FINAL_FIT_TOLERANCE``)."""
         fit = self.params.final_fit
         start = None if fit.retrain else weights
         set_threads(self.params.train.threads)
         train = resolve(self._searched_protocol(), len(data.x_train))
-        result = train_candidate(graph, start, data, train, seed=self.params.seed,
+        deadline = time.time() + fit.time_limit if fit.time_limit else None
+        result = train_candidate(graph, start, data, train, seed=self.params.seed, deadline=deadline,
                                  max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch)
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"

@@ -107,3 +107,13 @@ def test_the_final_fit_follows_the_protocol_the_candidates_got(tmp_path):
     final = SearchSession(tmp_path, auto).final_fit(session.store.graph(best.id), session.store.weights(best.id),
                                                     final_data, tmp_path / "final")
     assert final.result.epochs == 20 and auto_batch_size(1_000) == 32
+
+
+def test_a_final_fit_with_a_time_limit_ends_by_it(data, tmp_path):
+    """10,000 epochs asked for, a 1 s limit: the fit stops at the deadline with its weights saved (the
+    schedule anneals to the deadline: tests/training), so one budget can hold search and final fit."""
+    session = SearchSession(tmp_path, PARAMS.replace(**{"final_fit.time_limit": 1.0, "final_fit.epochs": 10_000}))
+    all_data = TensorData(data.x_train, data.y_train)  # as a final fit has it: nothing held out
+    final = session.final_fit(initial_graph((1, 10, 10), 2, width=8), None, all_data, tmp_path / "final")
+    assert final.result.stopped == "deadline" and 1 <= final.result.epochs < 10_000
+    assert (tmp_path / "final" / "weights.pt").is_file()
