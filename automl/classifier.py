@@ -29,6 +29,7 @@ from automl.export.model import export_model
 from automl.fileio import read_json, write_json
 from automl.report.progress import ConsoleProgress, bar, budget_bar
 from automl.session import SearchSession, load_network
+from automl.training.protocol import image_size_for
 from automl.training.trainer import TensorData, accuracy, predict_logits
 
 STATE_FILE = "classifier.json"
@@ -64,7 +65,8 @@ class ImageClassifier:
         images, labels = _check_xy(x, y)
         val_idx, train_idx = stratified_split(labels, [max(self.params.split.val_fraction, 0.05)], self.params.seed)
         pick = lambda idx: [images[i] for i in idx]  # noqa: E731
-        self.preprocessor = Preprocessor.fit(pick(train_idx), labels[train_idx], self.params.preprocess.image_size)
+        size = image_size_for(self.params.preprocess.image_size, pick(train_idx), self.params.train)
+        self.preprocessor = Preprocessor.fit(pick(train_idx), labels[train_idx], size)
         data = self._tensors(pick(train_idx), labels[train_idx], pick(val_idx), labels[val_idx])
         session = SearchSession(self.path, self.params)
         start = session.start(data, len(self.preprocessor.classes), self.resume)

@@ -29,9 +29,10 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Images are resized to ``image_size`` squared; normalization statistics come from training data."""
+    """Images are resized to ``image_size`` squared (0: from the data, ``automl.training.protocol.
+    auto_image_size``); normalization statistics come from training data."""
 
-    image_size: int = 28
+    image_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,8 @@ def _validate(p: Params) -> None:
         (0 <= p.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
         (0 <= p.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
         (p.split.val_fraction + p.split.test_fraction < 1, "split fractions must leave data to train on"),
-        (p.preprocess.image_size >= 4, "preprocess.image_size must be at least 4"),
+        (p.preprocess.image_size == 0 or p.preprocess.image_size >= 4,
+         "preprocess.image_size must be 0 (from the data) or at least 4"),
         (p.train.max_epochs >= 0, "train.max_epochs must be >= 0 (0 = from the data)"),
         (p.train.candidate_steps >= 1, "train.candidate_steps must be at least 1"),
         (p.train.lr_schedule in ("cosine", "constant"), "train.lr_schedule must be cosine or constant"),

@@ -25,7 +25,7 @@ from automl.config import TrainConfig
 from automl.data.preprocess import Preprocessor
 from automl.data.split import stratified_split
 from automl.session import SearchSession
-from automl.training.protocol import resolve
+from automl.training.protocol import image_size_for, resolve
 from automl.training.trainer import TensorData, TrainResult, accuracy, set_threads, train_candidate
 
 BATCH_SIZES = (16, 32, 64, 128)
@@ -72,7 +72,8 @@ def run_tpe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, p
     labels = y[train]
     val, fit = stratified_split(labels, [max(params.split.val_fraction, 0.05)], params.seed)
     images = [x[i] for i in train]
-    pp = Preprocessor.fit([images[i] for i in fit], labels[fit], params.preprocess.image_size)
+    size = image_size_for(params.preprocess.image_size, [images[i] for i in fit], params.train)
+    pp = Preprocessor.fit([images[i] for i in fit], labels[fit], size)
     data = TensorData(pp.transform([images[i] for i in fit]), pp.encode(labels[fit]),
                       pp.transform([images[i] for i in val]), pp.encode(labels[val]))
     results, best = tune(data, len(pp.classes), params, start + budget)

@@ -22,7 +22,7 @@ HELP = {
     "data.label_column": "CSV column of labels ('' = second column)",
     "split.val_fraction": "of all images, stratified by label: ranks candidates during the search",
     "split.test_fraction": "of all images, stratified by label: only the final model sees it",
-    "preprocess.image_size": "images are resized to image_size x image_size",
+    "preprocess.image_size": "resized to this size squared; 0 = from the data (their own size, reduced when large)",
     "train.max_epochs": "per candidate (a child continues from its parent's weights); 0 = candidate_steps' worth",
     "train.patience": "epochs without validation improvement before a candidate stops; 0 = max_epochs / 4",
     "train.batch_size": "images per training step; 0 = about n_train / 40 (a power of two in 16..128)",

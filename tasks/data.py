@@ -18,6 +18,7 @@ from automl.data.split import stratified_split
 from automl.errors import DataError
 from automl.fileio import atomic_path, read_json, write_json
 from automl.report.progress import bar
+from automl.training.protocol import image_size_for
 from automl.training.trainer import TensorData
 from tasks.settings import PipelineParams
 
@@ -69,7 +70,8 @@ def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     progress = plain if quiet else bar
     raw = {s: load_image_dataset(work_dir(params, "split", f"{s}.csv"), params.data.images, progress=progress)
            for s in SPLITS}
-    pre = Preprocessor.fit(*raw["train"], params.preprocess.image_size)
+    images, labels = raw["train"]
+    pre = Preprocessor.fit(images, labels, image_size_for(params.preprocess.image_size, list(images), params.train))
     out = work_dir(params, "preprocessed")
     for name, (x, y) in raw.items():
         with atomic_path(out / f"{name}.npz") as tmp, tmp.open("wb") as handle:

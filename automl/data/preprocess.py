@@ -61,6 +61,11 @@ def channels_of(images: list[np.ndarray]) -> int:
     return 3 if any(np.ndim(img) == 3 and np.shape(img)[2] >= 3 for img in images) else 1
 
 
+def native_size(images: list[np.ndarray]) -> int:
+    """The median of the images' shorter sides: what they have to give before any resize."""
+    return int(np.median([min(np.shape(img)[:2]) for img in images]))
+
+
 def adapt_images(adapter: nn.Module, x: ImageBatch) -> torch.Tensor:
     """Run the adapter over images of any sizes, batching those that share a shape."""
     images = as_image_list(x)

@@ -109,7 +109,7 @@ class SearchSession:
         train = self.params.train
         self.store.save_protocol({k: getattr(train, k) for k in SIZED})
         self.store.log(f"training protocol: batch {train.batch_size}, up to {train.max_epochs} epochs per candidate, "
-                       f"patience {train.patience} ({len(data.x_train)} training images)")
+                       f"patience {train.patience} ({len(data.x_train)} training images at {shape[-1]} px)")
         return start
 
     def _memory_limit(self, seed_graph: Graph) -> float:

@@ -1,5 +1,5 @@
-"""How long and in what batches a network trains, sized from the data where the params leave it open
-(0 means "from the data").
+"""How long, in what batches and at what input size a network trains, sized from the data where the
+params leave it open (0 means "from the data").
 
 Why: a fixed protocol (batch 128, 6 epochs) gives a candidate about 66 optimizer steps on 1,500 images,
 so the seed network stops far below what it can reach and the search ranks under-trained networks.
@@ -13,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 from automl.config import FinalFitConfig, TrainConfig
+from automl.data.preprocess import native_size
 
 IMAGES_PER_STEP = 40  # the auto batch size is about n_train / 40 (a power of two) ...
 MIN_BATCH, MAX_BATCH = 16, 128  # ... within these bounds
@@ -40,3 +43,28 @@ def resolve(config: TrainConfig, n_train: int) -> TrainConfig:
 def final_epochs(config: FinalFitConfig, resolved: TrainConfig) -> int:
     """``final_fit.epochs``, or ``FINAL_FACTOR`` times a candidate's epochs when it is 0."""
     return config.epochs or FINAL_FACTOR * resolved.max_epochs
+
+
+# The input size when ``preprocess.image_size`` is 0. Images up to SMALL_IMAGE px keep their size: a
+# smaller CNN input buys nothing there. Larger ones are reduced to what lets a candidate (its epochs
+# over the training set) train in about CANDIDATE_SECONDS on 2 CPU cores, at PIXEL_RATE image-pixels per
+# second (the seed network measured 0.9-1.4 M at 32-64 px), never below SMALL_IMAGE: at 64 px a candidate
+# costs five times what it does at 28, and dSprites at 64 px gave the search 3 under-trained candidates
+# in 225 s (test 0.85). Budget-independent on purpose: a resumed search must see the same tensors.
+SMALL_IMAGE = 28
+CANDIDATE_SECONDS = 40.0
+PIXEL_RATE = 1.0e6
+
+
+def auto_image_size(native: int, n_train: int, config: TrainConfig) -> int:
+    """The side to resize images of side ``native`` to, for ``n_train`` images trained per ``config``."""
+    if native <= SMALL_IMAGE:
+        return max(native, 4)
+    images_per_candidate = resolve(config, n_train).max_epochs * max(n_train, 1)
+    affordable = math.isqrt(int(PIXEL_RATE * CANDIDATE_SECONDS / images_per_candidate))
+    return min(native, max(SMALL_IMAGE, affordable))
+
+
+def image_size_for(size: int, images: list[np.ndarray], config: TrainConfig) -> int:
+    """``preprocess.image_size``, or when it is 0 the size for these training ``images`` and ``config``."""
+    return size or auto_image_size(native_size(images), len(images), config)

@@ -1,9 +1,18 @@
 """The training protocol sized from the data: explicit params are kept, zeros are filled in."""
 
+import numpy as np
 import pytest
 
 from automl.config import FinalFitConfig, TrainConfig
-from automl.training.protocol import auto_batch_size, final_epochs, resolve
+from automl.training.protocol import (
+    CANDIDATE_SECONDS,
+    PIXEL_RATE,
+    auto_batch_size,
+    auto_image_size,
+    final_epochs,
+    image_size_for,
+    resolve,
+)
 
 
 @pytest.mark.parametrize("n,batch", [(10, 16), (1_350, 32), (3_500, 64), (5_000, 128), (60_000, 128)])
@@ -30,3 +39,24 @@ def test_the_final_fit_trains_twice_a_candidate_unless_told():
     cfg = resolve(TrainConfig(), 1_350)
     assert final_epochs(FinalFitConfig(), cfg) == 2 * cfg.max_epochs
     assert final_epochs(FinalFitConfig(epochs=7), cfg) == 7
+
+
+@pytest.mark.parametrize("native", [8, 17, 28])
+def test_images_up_to_28_px_keep_their_size(native):
+    assert auto_image_size(native, 1_000, TrainConfig()) == native
+
+
+def test_large_images_shrink_to_what_a_candidate_can_afford_never_below_28_nor_above_their_own_size():
+    """1,440 images of 64 px (dSprites): 18 epochs, so 25,920 images a candidate; 39 px makes that about
+    40 s at the measured pixel rate. Ten times the images: 28. A hundred images: their own size caps it."""
+    size = auto_image_size(64, 1_440, TrainConfig())
+    assert size == 39 and 25_920 * size**2 / PIXEL_RATE <= CANDIDATE_SECONDS < 25_920 * (size + 1) ** 2 / PIXEL_RATE
+    assert auto_image_size(64, 14_400, TrainConfig()) == 28
+    assert auto_image_size(40, 100, TrainConfig()) == 40
+    assert auto_image_size(300, 1_440, TrainConfig(max_epochs=6)) > size  # fewer epochs: more pixels each
+
+
+def test_an_explicit_image_size_is_kept_and_zero_reads_the_images_shorter_sides():
+    images = [np.zeros((64, 80), np.uint8)] * 3 + [np.zeros((20, 20, 3), np.uint8)] * 2  # median shorter side 64
+    assert image_size_for(16, images, TrainConfig()) == 16
+    assert image_size_for(0, images, TrainConfig()) == 64  # 5 images: a candidate is cheap at full size
