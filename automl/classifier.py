@@ -90,12 +90,15 @@ class ImageClassifier:
         params = self.params.replace(**overrides)
         images, labels = _check_xy(x_train, y_train)
         progress = ConsoleProgress(None) if self.verbose else None
-        final = SearchSession(self.path, params).final_fit(self.graph, self.model.state_dict(),
-                                                           self._tensors(images, labels), self.path / "final",
-                                                           epochs=epochs, on_epoch=progress and progress.final_epoch)
+        session = SearchSession(self.path, params)
+        best_id = read_json(self.path / STATE_FILE)["best_id"]
+        final = session.final_fit(session.store.graph(best_id), session.store.weights(best_id),
+                                  self._tensors(images, labels), self.path / "final",
+                                  members=session.ensemble_members(best_id), epochs=epochs,
+                                  on_epoch=progress and progress.final_epoch)
         if progress:
             progress.final_done(final.fit_accuracy, final.searched_fit_accuracy, final.kept_searched)
-        self._use(final.graph, final.state)
+        self.graph, self.model = final.graph, final.module()
         self._save_state(final=True)
         summary = final.fields()
         if x_test is not None and y_test is not None:

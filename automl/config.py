@@ -92,11 +92,13 @@ class FinalFitConfig:
     """``retrain`` re-initializes the best architecture; otherwise its searched weights keep training.
     ``epochs`` 0: twice a candidate's epochs (``automl.training.protocol.final_epochs``).
     ``time_limit`` (seconds, 0 = none) bounds it: the learning rate anneals to whichever end comes first,
-    so a total budget can hold the search and the final fit both."""
+    so a total budget can hold the search and the final fit both. ``ensemble`` > 1 averages the
+    final-fitted best with the next best candidates (searched weights): they are trained already."""
 
     retrain: bool = False
     epochs: int = 0
     time_limit: float = 0.0
+    ensemble: int = 1
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,7 @@ def _validate(p: Params) -> None:
         (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
         (p.final_fit.epochs >= 0, "final_fit.epochs must be >= 0 (0 = from the candidates' epochs)"),
         (p.final_fit.time_limit >= 0, "final_fit.time_limit must be >= 0 (seconds; 0 = no limit)"),
+        (p.final_fit.ensemble >= 1, "final_fit.ensemble must be at least 1 (1 = the best network alone)"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),

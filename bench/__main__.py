@@ -54,6 +54,7 @@ def main() -> None:
     out["warm_start"] = warm_start.measure(**cfg["warm_start"])
     out["accuracy"] = accuracy_table()
     out["trainer_throughput_ratio"] = out["throughput"]["trainer_throughput_ratio"]
+    out["trainer_flops_fraction"] = out["throughput"]["trainer_flops_fraction"]
     out["orchestration_overhead_fraction"] = out["orchestration"]["orchestration_overhead_fraction"]
     out["searcher_round_fraction_at_100"] = out["searcher"]["searcher_round_fraction_at_100"]
     out["seconds"] = round(time.time() - start, 1)
@@ -65,6 +66,9 @@ def main() -> None:
                 False))
     print(check("searcher round / candidate (100 obs)", out["searcher_round_fraction_at_100"],
                 searcher_cost.TARGET, False))
+    t = out["throughput"]
+    print(f"{'trainer FLOP/s / float32 matmul peak':36s} {out['trainer_flops_fraction']:8.4f}   "
+          f"({t['trainer_gflops']} of {t['matmul_peak_gflops']} GFLOP/s; informative)")
     print("overhead breakdown (s):", json.dumps(out["orchestration"]["overhead_seconds"]))
     print("searcher round seconds by observations:", json.dumps(out["searcher"]["round_seconds"]))
     print(warm_start.table(out["warm_start"]))

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 from automl import ImageClassifier, Params
-from automl.arch.builder import build_module
+from automl.arch.graph import Graph
 from automl.arch.morph import PRESERVING
 from automl.config import parse_set
 from automl.data.split import stratified_split
-from automl.search.records import CandidateRecord, Status
-from automl.search.store import CandidateStore
+from automl.search.records import CandidateRecord, Status, ranked
+from automl.search.store import CandidateStore, load_weights
+from automl.session.session import network_module
 from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
 
@@ -77,7 +78,9 @@ def run_search(dataset: str, strategy: str, seed: int, budget: float, final_epoc
         seconds = time.time() - start
         accuracy = clf.evaluate(x[test], y[test])
         test_x, test_y = clf.preprocessor.transform(list(x[test])), clf.preprocessor.encode(y[test])
-        ensembles = ensemble_accuracies(top_modules(store, records, max(ENSEMBLE_SIZES)), clf.model, test_x, test_y)
+        best_alone = network_module([(Graph.from_json((Path(tmp) / "final" / "graph.json").read_text()),
+                                      load_weights(Path(tmp) / "final" / "weights.pt"))])  # without members
+        ensembles = ensemble_accuracies(top_modules(store, records, max(ENSEMBLE_SIZES)), best_alone, test_x, test_y)
     return {"test_accuracy": accuracy, "seconds": seconds, "n_candidates": len(records),
             "n_failed": sum(r.status is Status.FAILED for r in records),
             "best_val_accuracy": max((r.val_accuracy or 0) for r in records),
@@ -90,12 +93,7 @@ ENSEMBLE_SIZES = (2, 3, 5)
 
 def top_modules(store: CandidateStore, records: list[CandidateRecord], k: int) -> list[torch.nn.Module]:
     """The ``k`` best candidates by validation rank, with their searched weights."""
-    modules = []
-    for r in sorted((r for r in records if r.succeeded), key=CandidateRecord.rank, reverse=True)[:k]:
-        module = build_module(store.graph(r.id))
-        module.load_state_dict(store.weights(r.id))
-        modules.append(module)
-    return modules
+    return [network_module([(store.graph(r.id), store.weights(r.id))]) for r in ranked(records)[:k]]
 
 
 def ensemble_accuracies(ranked: list[torch.nn.Module], final: torch.nn.Module, x: torch.Tensor,

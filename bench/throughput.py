@@ -8,20 +8,28 @@ Adam step, in float32 with the data on the device (CUDA when present). The train
 plus what a search needs: batched augmentation, the learning-rate schedule, a validation pass and a
 best-state copy per epoch, the deadline and divergence checks. Its images/s counts training images over
 its whole wall time, validation included. Target: >= 0.9x.
+
+It also reports how much of the machine the trainer uses: its training FLOP/s (torch's FLOP counter
+over one forward and backward pass of the seed network, times the trainer's images/s) against the
+best float32 matmul rate measured in the same process (``trainer_flops_fraction``; informative, no
+target: small convolutions on 2 cores do not reach a large matmul's rate).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from automl.arch.builder import build_module
 from automl.arch.graph import initial_graph
 from automl.config import TrainConfig
 from automl.training.device import place
+from automl.training.protocol import resolve
 from automl.training.trainer import TensorData, set_threads, train_candidate
 from bench.common import RESULTS, alternate, tensor_data, timed
 
@@ -47,11 +55,33 @@ def bare_loop(model: torch.nn.Module, data: TensorData, batch_size: int, epochs:
         torch.cuda.synchronize(device)
 
 
+def training_flops_per_image(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """FLOPs of one training step (forward, cross-entropy, backward) per image of the batch ``x``."""
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(x)
+
+
+def matmul_peak(device: torch.device, n: int = 1024, repeats: int = 5) -> float:
+    """The best float32 FLOP/s of an ``n`` x ``n`` matmul on ``device``: the machine's practical peak."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = 0.0
+    for _ in range(repeats + 1):  # the first warms up
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
 def measure(dataset: str = "mnist5k", image_size: int = 28, epochs: int = 2, repeats: int = 3) -> dict:
     """Images/s of the bare loop and of ``train_candidate`` on the seed's initial network."""
     data, n_classes = tensor_data(dataset, image_size)
     graph = initial_graph(tuple(data.x_train.shape[1:]), n_classes)
-    config = TrainConfig(max_epochs=epochs, patience=epochs)
+    config = resolve(TrainConfig(max_epochs=epochs, patience=epochs), len(data.x_train))  # the run's batch size
     set_threads(config.threads)
     device = place(config.device).device
     images = epochs * len(data.x_train)
@@ -65,10 +95,17 @@ def measure(dataset: str = "mnist5k", image_size: int = 28, epochs: int = 2, rep
         return images / result.train_seconds
 
     bare_ips, trainer_ips = alternate(bare, trainer, repeats)
+    batch = slice(0, config.batch_size)
+    flops = training_flops_per_image(build_module(graph).to(device), data.x_train[batch].to(device),
+                                     data.y_train[batch].to(device))
+    peak = matmul_peak(device)
     return {"dataset": dataset, "image_size": image_size, "epochs": epochs, "device": describe_device(device),
             "threads": torch.get_num_threads(),
             "bare_images_per_s": round(bare_ips, 1), "trainer_images_per_s": round(trainer_ips, 1),
-            "trainer_throughput_ratio": round(trainer_ips / bare_ips, 3), "target": TARGET}
+            "trainer_throughput_ratio": round(trainer_ips / bare_ips, 3), "target": TARGET,
+            "training_mflops_per_image": round(flops / 1e6, 2), "matmul_peak_gflops": round(peak / 1e9, 1),
+            "trainer_gflops": round(trainer_ips * flops / 1e9, 2),
+            "trainer_flops_fraction": round(trainer_ips * flops / peak, 4)}
 
 
 def describe_device(device: torch.device) -> str:

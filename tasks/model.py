@@ -23,14 +23,15 @@ from tasks.settings import PipelineParams
 @task(name="final-fit", cache_policy=NO_CACHE)
 def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Train the best architecture on train+val: from its searched weights, or from scratch when
-    ``final_fit.retrain``. Writes ``final/{graph.json,weights.pt,curves.csv}``."""
+    ``final_fit.retrain``. Writes ``final/{graph.json,weights.pt,curves.csv}`` and any ensemble members
+    (``final_fit.ensemble``) in ``final/members/``."""
     session = session_of(params)
     best_id = read_json(work_dir(params, "search", "best.json"))["best_id"]
     data = load_tensors(params.paths.work, train=("train", "val"), val=None)
     progress = None if quiet else ConsoleProgress(None)
     out = work_dir(params, "final")
     final = session.final_fit(session.store.graph(best_id), session.store.weights(best_id), data, out,
-                              on_epoch=progress and progress.final_epoch)
+                              members=session.ensemble_members(best_id), on_epoch=progress and progress.final_epoch)
     if progress:
         progress.final_done(final.fit_accuracy, final.searched_fit_accuracy, final.kept_searched)
     write_csv(out / "curves.csv", ["epoch", "train_loss"], final.result.history)
@@ -41,7 +42,7 @@ def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
                                           "final_fit_kept_searched": float(final.kept_searched)})
     return {"epochs": final.result.epochs, "train_seconds": final.result.train_seconds,
             "retrain": params.final_fit.retrain, "fit_accuracy": final.fit_accuracy,
-            "kept_searched": final.kept_searched}
+            "kept_searched": final.kept_searched, "ensemble": 1 + len(final.members)}
 
 
 def load_final(params: PipelineParams) -> torch.nn.Module:

@@ -19,6 +19,7 @@ from automl.errors import AutoMLError
 from automl.fileio import read_json, write_csv, write_json
 from automl.report.render import render, report_data, trajectory
 from automl.search.store import CandidateStore
+from automl.session.session import MEMBERS
 from automl.training.trainer import predict_logits
 from tasks import tracking
 from tasks.data import load_preprocessor, load_split, work_dir
@@ -52,6 +53,7 @@ def collect(params: PipelineParams, run_id: str) -> dict[str, Any]:
     summary = {"test accuracy": metrics["test_accuracy"], "test images": metrics["test_size"],
                "candidates": best["n_candidates"], "failed candidates": best["n_failed"],
                "best candidate": f"#{best['best_id']} (validation accuracy {best['best_val_accuracy']:.4f})",
+               "final model": final_model_text(work_dir(params, "final")),
                "search seconds": best["search_seconds"],
                "data": tracking.loggable_params({"csv": params.data.csv})["csv"],
                "generated": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -59,6 +61,13 @@ def collect(params: PipelineParams, run_id: str) -> dict[str, Any]:
     return report_data(CandidateStore(work_dir(params, "search")).records(),
                        read_json(work_dir(params, "final", "graph.json")), classes, y.numpy(), probabilities,
                        lambda i: read_image(resolve_image_path(folder, names[i])), meta)
+
+
+def final_model_text(folder: Path) -> str:
+    """What the final model is: the best candidate, or the ensemble ``final_fit.ensemble`` made."""
+    members = len(list((folder / MEMBERS).glob("*")))
+    return (f"the best candidate, final-fitted, averaged with the next {members} (searched weights)" if members
+            else "the best candidate, final-fitted")
 
 
 def publish(params: PipelineParams, run_id: str, data: dict[str, Any]) -> dict[str, Any]:

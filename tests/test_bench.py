@@ -89,3 +89,14 @@ def test_ensembles_average_the_softmax_of_the_best_ranked_members_and_can_swap_i
     out = ensemble_accuracies(ranked, fixed([[1.0, 1.0], [0.0, 0.0]]), x, y)
     assert out["ensemble_searched"] == pytest.approx({"1": 2 / 3, "2": 1.0, "3": 2 / 3})
     assert out["ensemble_final"] == pytest.approx({"2": 1.0, "3": 2 / 3})
+
+
+def test_training_flops_count_the_forward_and_the_weight_gradient_per_image() -> None:
+    """A bias-free 10 -> 5 layer: 2*10*5 FLOPs forward and as many for its weight's gradient (the input
+    needs none), whatever the batch size."""
+    from bench.throughput import training_flops_per_image
+
+    layer = torch.nn.Linear(10, 5, bias=False)
+    for n in (1, 7):
+        assert training_flops_per_image(layer, torch.randn(n, 10), torch.zeros(n, dtype=torch.long)) == 200
+    assert layer.weight.grad is None

@@ -31,7 +31,8 @@ def fitted(tmp_path_factory, digits):
     x, y = digits
     test_idx, train_idx = stratified_split(y, [0.25], seed=0)
     clf = ImageClassifier(path=tmp_path_factory.mktemp("automodels"), verbose=True, seed=3)
-    clf.params = clf.params.replace(**{"preprocess.image_size": 16, "train.max_epochs": 3, "train.threads": 2})
+    clf.params = clf.params.replace(**{"preprocess.image_size": 16, "train.max_epochs": 3, "train.threads": 2,
+                                       "final_fit.ensemble": 2})  # the exports and load below hold two networks
     clf.fit(x[train_idx], y[train_idx], time_limit=20)
     summary = clf.final_fit(x[train_idx], y[train_idx], x[test_idx], y[test_idx], retrain=False, epochs=2)
     return clf, x[test_idx], y[test_idx], summary
@@ -82,6 +83,7 @@ def test_exports_load_without_automl_and_agree_with_predict(fitted, tmp_path):
 def test_load_brings_back_the_final_model(fitted):
     clf, x_test = fitted[0], fitted[1]
     again = ImageClassifier.load(clf.path)
+    assert len(again.model.members) == 2 and fitted[3]["ensemble"] == 2
     np.testing.assert_allclose(again.predict_proba(x_test), clf.predict_proba(x_test), atol=1e-6)
 
 

@@ -7,6 +7,8 @@ result strictly (a missing or misshapen tensor is an error, never a silent re-in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -64,3 +66,17 @@ class GraphModule(nn.Module):
 
 def build_module(graph: Graph) -> GraphModule:
     return GraphModule(graph)
+
+
+class EnsembleModule(nn.Module):
+    """Networks whose class probabilities are averaged. Returns the log of the average, so it stands
+    wherever one network's logits do: a softmax of it gives the averaged probabilities back, and its
+    cross-entropy is that of the average."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)
+        return torch.log(probabilities.clamp_min(1e-12))

@@ -146,7 +146,12 @@ class CandidateRecord:
         return cls(**values)
 
 
+def ranked(records: list[CandidateRecord]) -> list[CandidateRecord]:
+    """The candidates that trained, best first (see ``CandidateRecord.rank``)."""
+    return sorted((r for r in records if r.succeeded), key=CandidateRecord.rank, reverse=True)
+
+
 def best_of(records: list[CandidateRecord]) -> CandidateRecord | None:
-    """The one definition of the best candidate (see ``CandidateRecord.rank``)."""
-    done = [r for r in records if r.succeeded]
-    return max(done, key=CandidateRecord.rank) if done else None
+    """The one definition of the best candidate."""
+    done = ranked(records)
+    return done[0] if done else None

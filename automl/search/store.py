@@ -20,7 +20,7 @@ import torch
 from automl.arch.graph import Graph
 from automl.errors import ConfigError
 from automl.fileio import atomic_path, read_json, write_json, write_text
-from automl.search.records import Candidate, CandidateRecord, Status, best_of
+from automl.search.records import Candidate, CandidateRecord, Status, best_of, ranked
 from automl.search.searcher import Searcher
 
 SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, LOG_FILE = "searcher.json", "budget.json", "identity.json", "search.log"
@@ -117,6 +117,9 @@ class CandidateStore:
 
     def best(self) -> CandidateRecord | None:
         return best_of(self.records())
+
+    def ranked(self) -> list[CandidateRecord]:
+        return ranked(self.records())
 
     def graph(self, candidate_id: int) -> Graph:
         return Graph.from_json((self.dir(candidate_id) / "graph.json").read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from automl.arch.builder import build_module
+from automl.arch.builder import EnsembleModule, build_module
 from automl.arch.graph import Graph, initial_graph
 from automl.arch.memory import estimate_memory_mb
 from automl.arch.morph import OPERATIONS
@@ -68,6 +69,9 @@ def search_identity(params: Params, data: TensorData) -> dict[str, Any]:
 # seed network from 0.99 to 0.20 test accuracy); the searched weights are kept instead.
 FINAL_FIT_TOLERANCE = 0.01
 
+Network = tuple[Graph, dict[str, torch.Tensor]]
+MEMBERS = "members"  # the folder of a final model's ensemble members, one numbered folder each
+
 
 @dataclass(frozen=True)
 class FinalModel:
@@ -80,11 +84,17 @@ class FinalModel:
     fit_accuracy: float  # of the trained weights on the final fit's data, in eval mode
     searched_fit_accuracy: float | None  # of the searched weights on the same data (None: retrained)
     kept_searched: bool = False
+    members: tuple[Network, ...] = ()  # averaged with it in the final model (``final_fit.ensemble``)
 
     def fields(self) -> dict[str, Any]:
         """The training result's fields with what the guard measured."""
         return {**self.result.fields(), "fit_accuracy": self.fit_accuracy,
-                "searched_fit_accuracy": self.searched_fit_accuracy, "kept_searched": self.kept_searched}
+                "searched_fit_accuracy": self.searched_fit_accuracy, "kept_searched": self.kept_searched,
+                "ensemble": 1 + len(self.members)}
+
+    def module(self) -> torch.nn.Module:
+        """The final model in eval mode: the network, or the average of it and its ensemble members."""
+        return network_module([(self.graph, self.state), *self.members])
 
 
 class SearchSession:
@@ -150,11 +160,13 @@ class SearchSession:
                           f"Every candidate is in {self.store.root / 'search.log'}.")
 
     def final_fit(self, graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, out: str | Path,
-                  *, epochs: int | None = None, on_epoch: EpochCallback | None = None) -> FinalModel:
+                  *, members: Sequence[Network] = (), epochs: int | None = None,
+                  on_epoch: EpochCallback | None = None) -> FinalModel:
         """Train ``graph`` on all of ``data`` (from ``weights``, or from scratch when
         ``final_fit.retrain`` or there are none), within ``final_fit.time_limit``, and write
         ``out/{graph.json,weights.pt}``: the trained weights, or the searched ones when training lost
-        accuracy on ``data`` (``FINAL_FIT_TOLERANCE``)."""
+        accuracy on ``data`` (``FINAL_FIT_TOLERANCE``). ``members`` (``ensemble_members``) are saved
+        with it in ``out/members/``; the final model averages them all."""
         fit = self.params.final_fit
         start = None if fit.retrain else weights
         set_threads(self.params.train.threads)
@@ -165,12 +177,20 @@ class SearchSession:
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
-        final = _guarded(graph, start, result, data)
+        final = dataclasses.replace(_guarded(graph, start, result, data), members=tuple(members))
         if final.kept_searched:
             self.store.log(f"final fit: accuracy on its own training data fell to {final.fit_accuracy:.4f} from the "
                            f"searched weights' {final.searched_fit_accuracy:.4f}; kept the searched weights")
-        save_network(graph, final.state, out)
+        save_network(graph, final.state, out, members)
         return final
+
+    def ensemble_members(self, best_id: int) -> list[Network]:
+        """The ``final_fit.ensemble`` - 1 best candidates after ``best_id``, with their searched weights."""
+        others = [r for r in self.store.ranked() if r.id != best_id][: self.params.final_fit.ensemble - 1]
+        if others:
+            self.store.log(f"final model: the average of candidate #{best_id} (final fit) and "
+                           + ", ".join(f"#{r.id}" for r in others) + " (searched weights)")
+        return [(self.store.graph(r.id), self.store.weights(r.id)) for r in others]
 
     def _searched_protocol(self) -> TrainConfig:
         """``params.train`` with what the params left open (0) taken from the search's candidates, so
@@ -180,9 +200,7 @@ class SearchSession:
 
 
 def _fit_score(graph: Graph, state: dict[str, torch.Tensor], data: TensorData) -> float:
-    module = build_module(graph)
-    module.load_state_dict(state)
-    return accuracy(module, data.x_train, data.y_train)
+    return accuracy(network_module([(graph, state)]), data.x_train, data.y_train)
 
 
 def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainResult,
@@ -198,15 +216,33 @@ def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainR
     return FinalModel(graph, result.state, result, trained, searched)
 
 
-def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path) -> None:
-    """Weights first, then the graph that names them (``load_network`` reads both)."""
-    save_weights(state, Path(folder) / "weights.pt")
-    write_text(Path(folder) / "graph.json", graph.to_json())
+def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path,
+                 members: Sequence[Network] = ()) -> None:
+    """Weights first, then the graph that names them (``load_network`` reads both); ensemble
+    members in ``folder/members/<i>/``, replacing any an earlier final fit left there."""
+    folder = Path(folder)
+    shutil.rmtree(folder / MEMBERS, ignore_errors=True)
+    for i, (member_graph, member_state) in enumerate(members, 1):
+        save_network(member_graph, member_state, folder / MEMBERS / str(i))
+    save_weights(state, folder / "weights.pt")
+    write_text(folder / "graph.json", graph.to_json())
 
 
 def load_network(folder: str | Path) -> tuple[Graph, torch.nn.Module]:
-    """A saved network (a candidate's folder or a final fit's) in eval mode; weights load strictly."""
-    graph = Graph.from_json((Path(folder) / "graph.json").read_text())
-    module = build_module(graph)
-    module.load_state_dict(load_weights(Path(folder) / "weights.pt"))
-    return graph, module.eval()
+    """A saved network (a candidate's folder or a final fit's, with its ensemble members if any) in
+    eval mode; weights load strictly."""
+    folder = Path(folder)
+    member_dirs = sorted((folder / MEMBERS).glob("*"), key=lambda p: int(p.name)) if (folder / MEMBERS).is_dir() else []
+    networks = [(Graph.from_json((d / "graph.json").read_text()), load_weights(d / "weights.pt"))
+                for d in [folder, *member_dirs]]
+    return networks[0][0], network_module(networks)
+
+
+def network_module(networks: Sequence[Network]) -> torch.nn.Module:
+    """One network's module, or the ensemble of several, in eval mode (weights load strictly)."""
+    modules = []
+    for graph, state in networks:
+        module = build_module(graph)
+        module.load_state_dict(state)
+        modules.append(module)
+    return (modules[0] if len(modules) == 1 else EnsembleModule(modules)).eval()

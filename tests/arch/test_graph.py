@@ -52,3 +52,15 @@ def test_invalid_graphs_are_refused_with_a_reason():
         Graph(g.input_shape, 2, [Layer(1, "lstm", (0,))])
     with pytest.raises(ValueError, match="dense.*vector"):
         Graph(g.input_shape, 2, [Layer(1, "dense", (0,), {"units": 2})])
+
+
+def test_an_ensemble_averages_its_members_probabilities_and_stands_in_for_logits():
+    from automl.arch.builder import EnsembleModule
+
+    torch.manual_seed(0)
+    members = [build_module(initial_graph((1, 8, 8), 3, width=w)).eval() for w in (4, 8)]
+    x = torch.randn(5, 1, 8, 8)
+    out = EnsembleModule(members).eval()(x)
+    average = (torch.softmax(members[0](x), 1) + torch.softmax(members[1](x), 1)) / 2
+    assert torch.allclose(torch.softmax(out, 1), average, atol=1e-6) and torch.allclose(out.exp(), average, atol=1e-6)
+    assert torch.allclose(torch.softmax(EnsembleModule(members[:1])(x), 1), torch.softmax(members[0](x), 1), atol=1e-6)

@@ -4,6 +4,7 @@ any candidate, the memory limit handed to the searcher, the final fit's typed fa
 import pytest
 import torch
 
+from automl.arch.builder import build_module
 from automl.arch.graph import initial_graph
 from automl.config import Params, TrainConfig
 from automl.errors import ConfigError, FinalFitError
@@ -117,3 +118,23 @@ def test_a_final_fit_with_a_time_limit_ends_by_it(data, tmp_path):
     final = session.final_fit(initial_graph((1, 10, 10), 2, width=8), None, all_data, tmp_path / "final")
     assert final.result.stopped == "deadline" and 1 <= final.result.epochs < 10_000
     assert (tmp_path / "final" / "weights.pt").is_file()
+
+
+def test_an_ensemble_final_model_is_saved_loaded_and_replaced_whole(data, tmp_path):
+    """With ``final_fit.ensemble`` 3 the final model averages the final-fitted best with the next two
+    candidates as searched; a later final fit without an ensemble leaves no stale member behind."""
+    session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "random", "search.max_candidates": 4,
+                                                         "final_fit.ensemble": 3}))
+    session.run(session.start(data, 2), session.in_process(data), time_limit=30)
+    best, second, third = session.store.ranked()[:3]
+    members = session.ensemble_members(best.id)
+    assert [g for g, _ in members] == [session.store.graph(second.id), session.store.graph(third.id)]
+    assert f"#{second.id}, #{third.id} (searched weights)" in (tmp_path / "search.log").read_text()
+    final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), data, tmp_path / "final",
+                              members=members)
+    graph, module = load_network(tmp_path / "final")
+    assert graph == final.graph and final.fields()["ensemble"] == 3 and len(module.members) == 3
+    assert torch.allclose(module(data.x_val), final.module()(data.x_val))
+    session.final_fit(graph, final.state, data, tmp_path / "final")
+    assert not (tmp_path / "final" / "members").exists() and isinstance(load_network(tmp_path / "final")[1],
+                                                                        type(build_module(graph)))
