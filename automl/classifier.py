@@ -173,6 +173,10 @@ def _check_xy(x: ImageBatch, y: np.ndarray | list) -> tuple[list[np.ndarray], np
         raise DataError(f"got {len(images)} images but {len(labels)} labels.")
     if not images:
         raise DataError("the dataset is empty.")
+    missing = [i for i, v in enumerate(labels.tolist()) if v is None or (isinstance(v, float) and v != v)]
+    if missing:
+        raise DataError(f"{len(missing)} label(s) missing (None or NaN) at index {', '.join(map(str, missing[:10]))}"
+                        f"{' ...' if len(missing) > 10 else ''}; label those images or leave them out.")
     return images, labels
 
 

@@ -191,6 +191,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             return bool(value)
         if kind is str:
             return "" if value is None else str(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)  # 2.7 epochs is a typo, not 2
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}") from None
@@ -239,7 +241,8 @@ def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, An
 
 def _validate(p: Params) -> None:
     checks = [
-        (0 <= p.split.val_fraction < 1, "split.val_fraction must be in [0, 1)"),
+        (p.seed >= 0, "seed must be >= 0"),
+        (0 < p.split.val_fraction < 1, "split.val_fraction must be in (0, 1): the search ranks candidates on it"),
         (0 <= p.split.test_fraction < 1, "split.test_fraction must be in [0, 1)"),
         (p.split.val_fraction + p.split.test_fraction < 1, "split fractions must leave data to train on"),
         (p.preprocess.image_size == 0 or p.preprocess.image_size >= 4,
@@ -252,6 +255,9 @@ def _validate(p: Params) -> None:
         (p.train.patience >= 0, "train.patience must be >= 0 (0 = from the epochs)"),
         (p.train.batch_size >= 0, "train.batch_size must be >= 0 (0 = from the data)"),
         (p.train.learning_rate > 0, "train.learning_rate must be positive"),
+        (p.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
+        (p.train.crop_padding >= 0, "train.crop_padding must be >= 0 (pixels)"),
+        (p.train.threads >= 0, "train.threads must be >= 0 (0 = one per CPU core)"),
         (p.search.time_limit > 0, "search.time_limit must be positive (seconds)"),
         (p.search.max_candidates >= 0, "search.max_candidates must be >= 0 (0 = no cap)"),
         (p.search.parallel >= 1, "search.parallel must be at least 1"),
@@ -262,6 +268,9 @@ def _validate(p: Params) -> None:
         (p.final_fit.ensemble >= 1, "final_fit.ensemble must be at least 1 (1 = the best network alone)"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
+        (p.search.max_depth >= 1 and p.search.max_width >= 1, "search.max_depth and search.max_width must be >= 1"),
+        (p.search.beta >= 0 and p.search.kernel_lambda > 0 and p.search.t_init > 0,
+         "search.beta must be >= 0, search.kernel_lambda and search.t_init > 0"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),
     ]
     for ok, message in checks:

@@ -29,6 +29,14 @@ class SearchError(AutoMLError, RuntimeError):
     its saved files cannot be used."""
 
 
+class CorruptFileError(AutoMLError, ValueError):
+    """A file this tool wrote cannot be read back (cut short by a crash or a full disk, or edited)."""
+
+    def __init__(self, path: object, why: object) -> None:
+        super().__init__(f"{path}: cannot be read ({why}); it was cut short or damaged. Start over without "
+                         "--resume (a new search replaces it), or delete the file's folder.")
+
+
 class FinalFitError(AutoMLError, RuntimeError):
     """The final fit of the chosen architecture failed; the searched candidates are kept."""
 
@@ -43,7 +51,17 @@ def stops_the_run(exc: BaseException) -> bool:
     """Whether ``exc`` must stop the whole run rather than be recorded as one failed candidate."""
     if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: the user or the system said stop
         return True
-    return isinstance(exc, (DataError, ConfigError)) or (isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS)
+    return isinstance(exc, (DataError, ConfigError)) or disk_failed(exc)
+
+
+def disk_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full, over quota or read-only."""
+    return isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS
+
+
+def users_to_fix(exc: BaseException) -> bool:
+    """Whether ``exc`` is the user's to fix (bad input, a full disk): a message, not a traceback."""
+    return isinstance(exc, AutoMLError) or disk_failed(exc)
 
 
 def describe_error(exc: BaseException) -> str:

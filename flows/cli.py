@@ -10,18 +10,26 @@ import json
 import os
 import shutil
 import sys
+import traceback
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from automl.config import load_params, parse_set
-from automl.errors import AutoMLError
-from flows.runlog import run_log
+from automl.errors import AutoMLError, users_to_fix
+from flows.runlog import quiet_expected_errors, run_log
 from tasks.settings import PipelineParams
+
+if TYPE_CHECKING:
+    from automl.data.validate import CheckedDataset
 
 # Offline-friendly defaults: no telemetry, and room for the first start of Prefect's temporary server
 # (it creates its database then, which can take longer than Prefect's default wait).
 QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
              "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+PARAMS_FILE = "params.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,11 +41,16 @@ def _parser() -> argparse.ArgumentParser:
                          "export under one MLflow run. `automl params` lists every param --set can change.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(run)
-    run.add_argument("--csv", help="labels CSV of your own data (first column file name, second label)")
-    run.add_argument("--images", help="folder of your own images (paths in the CSV are relative to it)")
+    _data(run)
     run.add_argument("--quiet", action="store_true", help="print only the final summary")
     run.add_argument("--resume", action="store_true", help="continue the search a killed or stopped run left "
                      "in paths.work (same data and params; the time limit counts the time already spent)")
+    check = sub.add_parser("check", help="check your data (the CSV and every image) and params, and run nothing",
+                           description="Read the labels CSV, decode every image and check classes, duplicates "
+                           "and the split, reporting every problem at once by CSV line: what `automl run` does "
+                           "before it starts.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(check)
+    _data(check)
     serve = sub.add_parser("serve", help="register the pipeline as a Prefect deployment with a schedule and "
                            "run its scheduled runs (needs a Prefect server: see README)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -68,9 +81,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="parameters file (defaults apply if it is absent)")
+    p.add_argument("--params", default=PARAMS_FILE, help="parameters file (the defaults apply when params.yaml "
+                   "is absent; another file must exist)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter, e.g. --set search.time_limit=120 (repeatable)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors too (for a bug report)")
+
+
+def _data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--csv", help="labels CSV of your own data (a header row; first column file name, second label)")
+    p.add_argument("--images", help="folder of your own images (paths in the CSV are relative to it)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.csv and args.images):
                 raise AutoMLError("--csv and --images go together: the CSV names files inside the images folder.")
             overrides.update({"data.csv": args.csv, "data.images": args.images, "data.source": ""})
+        if args.params != PARAMS_FILE and not Path(args.params).is_file():
+            raise AutoMLError(f"{args.params}: params file not found (named by --params).")
         params = load_params(args.params, overrides, PipelineParams)
         if args.command in COMMANDS:
             return COMMANDS[args.command](args, params)
@@ -97,9 +119,20 @@ def main(argv: list[str] | None = None) -> int:
             serve(params, args.name, args.cron)
             return 0
         return _run(args, params)
-    except AutoMLError as exc:
-        print(f"automl: error: {exc}", file=sys.stderr)
+    except (AutoMLError, OSError) as exc:
+        if not users_to_fix(exc):
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"automl: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError):  # the disk: full, over quota or read-only
+        return (f"{exc.filename or 'a file'}: {exc.strerror}. Free space (or make it writable), then run the same "
+                "command with --resume: the candidates trained so far are kept.")
+    return str(exc)
 
 
 def _run(args: argparse.Namespace, params: PipelineParams) -> int:
@@ -108,16 +141,50 @@ def _run(args: argparse.Namespace, params: PipelineParams) -> int:
         from automl.session import check_params
         from flows.pipeline import run_pipeline
         from flows.runners import task_runner
-        from tasks.data import check_user_data
 
         check_params(params)  # no CUDA for train.device=cuda, unknown operations: before any work
-        check_user_data(params)
+        if not params.data.source or Path(params.data.csv).exists():  # else ingest writes the embedded set
+            _checked(params, quiet=args.quiet)
         task_runner(params)  # a runner that cannot start (prefect-dask missing) fails before any work
-        result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
+        with nullcontext() if args.debug else quiet_expected_errors():
+            result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
         _summary(result)
     if "folder" in result["report"]:
         log = Path(shutil.move(log, Path(result["report"]["folder"], "run.log")))
     print(f"Log: {log}")
+    return 0
+
+
+def _checked(params: PipelineParams, quiet: bool) -> CheckedDataset:
+    """The data check before any work, its notes (duplicates dropped) on the console."""
+    from automl.data.images import plain
+    from automl.report.progress import bar
+    from tasks.data import check_user_data
+
+    checked = check_user_data(params, plain if quiet else bar)
+    for note in checked.notes[:MAX_NOTES]:
+        print(f"{checked.csv}: {note}", file=sys.stderr)
+    if len(checked.notes) > MAX_NOTES:
+        print(f"{checked.csv}: ... and {len(checked.notes) - MAX_NOTES} more duplicates dropped", file=sys.stderr)
+    return checked
+
+
+MAX_NOTES = 10
+
+
+def _check(args: argparse.Namespace, params: PipelineParams) -> int:
+    from automl.session import check_params
+    from tasks.data import ingest
+
+    check_params(params)
+    if params.data.source and not Path(params.data.csv).exists():
+        ingest.fn(params)
+    checked = _checked(params, quiet=False)
+    sizes = {c: 0 for c in checked.classes}
+    for row in checked.rows:
+        sizes[row.label] += 1
+    print(f"{checked.csv}: {len(checked.rows):,} images in {len(sizes)} classes (smallest {min(sizes.values())}, "
+          f"largest {max(sizes.values())}), every image readable; params valid. Nothing to fix.")
     return 0
 
 
@@ -154,7 +221,7 @@ def _report(args: argparse.Namespace, params: PipelineParams) -> int:
     return 0
 
 
-COMMANDS = {"params": _params, "predict": _predict, "report": _report}
+COMMANDS = {"check": _check, "params": _params, "predict": _predict, "report": _report}
 
 
 def _summary(result: dict) -> None:

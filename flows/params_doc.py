@@ -20,6 +20,7 @@ HELP = {
     "data.images": "folder of the images the CSV names",
     "data.filename_column": "CSV column of file names ('' = first column)",
     "data.label_column": "CSV column of labels ('' = second column)",
+    "data.duplicates": "a file or image listed twice: error | drop (keep the first; never across splits)",
     "split.val_fraction": "of all images, stratified by label: ranks candidates during the search",
     "split.test_fraction": "of all images, stratified by label: only the final model sees it",
     "preprocess.image_size": "resized to this size squared; 0 = from the data (their own size, reduced when large)",

@@ -115,12 +115,14 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
 
 
 def run_pipeline(params: PipelineParams, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
-    return pipeline(params.to_dict(), quiet, resume)
+    with tracking.uri_in_environment(params) as public:
+        return pipeline(public.to_dict(), quiet, resume)
 
 
 def serve(params: PipelineParams, name: str, cron: str | None) -> None:
     """Register the pipeline as a deployment with ``params`` and ``cron``, then run its scheduled and
     on-demand runs in this process until stopped (Prefect's ``flow.serve``). The schedule stays active
     when this process stops, so a restarted server picks it up again."""
-    pipeline.serve(name=name, cron=cron, parameters={"params": params.to_dict(), "quiet": True},
-                   pause_on_shutdown=False, tags=["automl"])
+    with tracking.uri_in_environment(params) as public:  # scheduled runs inherit this process's environment
+        pipeline.serve(name=name, cron=cron, parameters={"params": public.to_dict(), "quiet": True},
+                       pause_on_shutdown=False, tags=["automl"])

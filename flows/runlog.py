@@ -7,12 +7,15 @@ through it too.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+from automl.errors import users_to_fix
 
 
 class Tee:
@@ -48,3 +51,28 @@ def run_log(folder: str | Path) -> Iterator[Path]:
             yield path
         finally:
             sys.stdout, sys.stderr = out, err
+
+
+class ExpectedErrors(logging.Filter):
+    """Drops the traceback from Prefect's log record of a task or flow that failed with an error that
+    is the user's to fix (bad input, a full disk): the CLI prints its message once, plainly. Bugs keep
+    theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and users_to_fix(record.exc_info[1]):
+            record.msg, record.args = record.getMessage().splitlines()[0], ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def quiet_expected_errors(loggers: tuple[str, ...] = ("prefect.task_runs", "prefect.flow_runs")) -> Iterator[None]:
+    """``ExpectedErrors`` on Prefect's run loggers while the block runs (``--debug`` leaves them off)."""
+    quiet = ExpectedErrors()
+    for name in loggers:
+        logging.getLogger(name).addFilter(quiet)
+    try:
+        yield
+    finally:
+        for name in loggers:
+            logging.getLogger(name).removeFilter(quiet)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from automl.data.embedded import write_default_dataset
-from automl.data.images import load_image_dataset, plain, read_labels_csv
+from automl.data.images import Progress, plain, read_rows_images
+from automl.data.labels import Row, read_labels_csv
 from automl.data.preprocess import Preprocessor
 from automl.data.split import stratified_split
-from automl.errors import DataError
-from automl.fileio import atomic_path, read_json, write_json
+from automl.data.validate import CheckedDataset, check_dataset
+from automl.fileio import atomic_path, read_json, write_json, write_npz
 from automl.report.progress import bar
 from automl.training.protocol import image_size_for
 from automl.training.trainer import TensorData
@@ -48,34 +50,53 @@ def embedded_dir(source: str) -> Path:
     return Path(DATA_ROOT, source)
 
 
+def check_user_data(params: PipelineParams, progress: Progress = plain) -> CheckedDataset:
+    """Every problem of the dataset ``params`` names, reported at once by the user's CSV line (before
+    any Prefect task when the CLI runs it), or the rows the run uses."""
+    return check_dataset(params.data.csv, params.data.images, filename_column=params.data.filename_column,
+                         label_column=params.data.label_column, duplicates=params.data.duplicates,
+                         fractions=(params.split.test_fraction, params.split.val_fraction), progress=progress)
+
+
 @task(name="split", cache_policy=NO_CACHE)
 def split(params: PipelineParams) -> dict[str, int]:
-    """Stratified, seeded split of the CSV's rows into train/val/test CSVs of the same format."""
-    names, labels = read_labels_csv(params.data.csv, params.data.filename_column, params.data.label_column)
+    """Check the dataset, then split its rows (stratified, seeded) into train/val/test CSVs of the same
+    format plus the user's CSV line of each row, so a later problem with an image names that line."""
+    checked = check_user_data(params)
+    if checked.notes:
+        print(f"[split] {len(checked.notes)} duplicate row(s) of {checked.csv} dropped (data.duplicates=drop), "
+              f"the first: {checked.notes[0]}", file=sys.stderr, flush=True)
+    rows = checked.rows
     test_idx, val_idx, train_idx = stratified_split(
-        labels, [params.split.test_fraction, params.split.val_fraction], params.seed)
+        [r.label for r in rows], [params.split.test_fraction, params.split.val_fraction], params.seed)
     counts = {}
     for name, idx in zip(("test", "val", "train"), (test_idx, val_idx, train_idx)):
         with atomic_path(work_dir(params, "split", f"{name}.csv")) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["filename", "label"])
-            writer.writerows((names[i], labels[i]) for i in idx)
+            writer.writerow(["filename", "label", "line"])
+            writer.writerows((rows[i].name, rows[i].label, rows[i].line) for i in idx)
         counts[name] = len(idx)
     return counts
+
+
+def split_rows(params: PipelineParams, name: str) -> list[Row]:
+    """The rows of one split, each with its line in the user's CSV."""
+    with work_dir(params, "split", f"{name}.csv").open(newline="") as handle:
+        return [Row(int(r["line"]), r["filename"], r["label"]) for r in csv.DictReader(handle)]
 
 
 @task(name="preprocess", cache_policy=NO_CACHE)
 def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Decode and resize every image once; normalize with training-split statistics; save tensors."""
     progress = plain if quiet else bar
-    raw = {s: load_image_dataset(work_dir(params, "split", f"{s}.csv"), params.data.images, progress=progress)
-           for s in SPLITS}
+    rows = {s: split_rows(params, s) for s in SPLITS}
+    raw = {s: (read_rows_images(r, Path(params.data.images), Path(params.data.csv), progress), [x.label for x in r])
+           for s, r in rows.items()}
     images, labels = raw["train"]
     pre = Preprocessor.fit(images, labels, image_size_for(params.preprocess.image_size, list(images), params.train))
     out = work_dir(params, "preprocessed")
     for name, (x, y) in raw.items():
-        with atomic_path(out / f"{name}.npz") as tmp, tmp.open("wb") as handle:
-            np.savez(handle, x=pre.transform(x).numpy(), y=pre.encode(y).numpy())
+        write_npz(out / f"{name}.npz", x=pre.transform(x).numpy(), y=pre.encode(y).numpy())
     write_json(out / "preprocessor.json", pre.to_dict())
     return {"classes": pre.classes, "channels": pre.channels, "image_size": pre.image_size}
 
@@ -94,11 +115,3 @@ def load_tensors(work: str | Path, train: tuple[str, ...] = ("train",), val: str
     parts = [load_split(work, name) for name in train]
     x_val, y_val = load_split(work, val) if val else (None, None)
     return TensorData(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), x_val, y_val)
-
-
-def check_user_data(params: PipelineParams) -> None:
-    """Fail fast, before any server starts, when the user's own CSV or image folder is unusable."""
-    if not params.data.source:
-        read_labels_csv(params.data.csv, params.data.filename_column, params.data.label_column)
-        if not Path(params.data.images).is_dir():
-            raise DataError(f"{params.data.images}: images folder not found (named by data.images).")

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from automl.data.labels import read_labels_csv
 from automl.errors import AutoMLError
 from tasks import tracking
 from tasks.settings import PipelineParams
@@ -24,8 +25,10 @@ ACCURACY_TAG, SPLIT_TAG = "automl.test_accuracy", "automl.test_split_sha256"
 
 
 def split_fingerprint(test_csv: str | Path) -> str:
-    """The test split's identity: a hash of its file names and labels."""
-    return hashlib.sha256(Path(test_csv).read_bytes()).hexdigest()
+    """The test split's identity: a hash of its file names and labels (not of the user's line numbers,
+    which an edit above a row changes)."""
+    names, labels = read_labels_csv(test_csv)
+    return hashlib.sha256("".join(f"{n}\t{y}\n" for n, y in zip(names, labels)).encode()).hexdigest()
 
 
 def register(params: PipelineParams, model_uri: str, run_id: str, test_accuracy: float, split: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from automl.data.images import read_image, read_labels_csv, resolve_image_path
+from automl.data.images import read_image, resolve_image_path
+from automl.data.labels import read_labels_csv
 from automl.errors import AutoMLError
 from automl.fileio import read_json, write_csv, write_json
 from automl.report.render import render, report_data, trajectory

@@ -22,6 +22,7 @@ class DataConfig:
     images: str = "data/mnist5k/images"
     filename_column: str = ""  # empty: the CSV's first column
     label_column: str = ""  # empty: the CSV's second column
+    duplicates: str = "error"  # error | drop: a file or image (same bytes) listed twice
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class PipelineParams(Params):
             (not self.runner.address or self.runner.kind == "dask",
              "runner.address is a Dask scheduler: set runner.kind=dask"),
             (self.runner.workers >= 0, "runner.workers must be >= 0 (0 = search.parallel)"),
+            (self.data.duplicates in ("error", "drop"), "data.duplicates must be error or drop"),
         ]
         for ok, message in checks:
             if not ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from automl.errors import ConfigError
 from tasks.settings import PipelineParams
 
 STAGES: dict[str, str] = {  # stage -> module:function (a Prefect task's body, or the search step)
@@ -25,7 +26,7 @@ STAGES: dict[str, str] = {  # stage -> module:function (a Prefect task's body, o
 
 def run_stage(name: str, params: PipelineParams) -> Any:
     if name not in STAGES:
-        raise KeyError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
     module, attr = STAGES[name].split(":")
     body = getattr(importlib.import_module(module), attr)
     return getattr(body, "fn", body)(params)  # a Prefect task runs its plain function, outside any flow

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,31 @@ from tasks.settings import PipelineParams
 PARENT_TAG = "mlflow.parentRunId"
 
 
+@contextmanager
+def uri_in_environment(params: PipelineParams) -> Iterator[PipelineParams]:
+    """``params`` without ``tracking.uri``, which ``$MLFLOW_TRACKING_URI`` carries instead while the
+    block runs (local workers inherit it). Why: Prefect stores a flow's parameters in its database and
+    a deployment's with the deployment, and the URI may hold a password."""
+    if not params.tracking.uri:
+        yield params
+        return
+    before = os.environ.get(URI_VARIABLE)
+    os.environ[URI_VARIABLE] = params.tracking.uri
+    try:
+        yield params.replace(**{"tracking.uri": ""})
+    finally:
+        if before is None:
+            os.environ.pop(URI_VARIABLE, None)
+        else:
+            os.environ[URI_VARIABLE] = before
+
+
+URI_VARIABLE = "MLFLOW_TRACKING_URI"
+
+
 def tracking_uri(params: PipelineParams) -> str:
     """The param, else ``$MLFLOW_TRACKING_URI``, else an SQLite file in the working directory."""
-    return params.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return params.tracking.uri or os.environ.get(URI_VARIABLE) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def client_for(params: PipelineParams) -> MlflowClient:

@@ -80,6 +80,17 @@ def test_exports_load_without_automl_and_agree_with_predict(fitted, tmp_path):
     assert got["max_diff"] < 1e-4 and not got["automl_imported"]
 
 
+def test_exports_from_two_fresh_processes_are_byte_identical(fitted, tmp_path):
+    """What a deterministic re-run (``dvc repro``) needs; within one process TorchScript numbers each
+    new trace's classes, so the comparison is between processes, as re-runs are."""
+    export = "import sys; from automl import ImageClassifier; ImageClassifier.load(sys.argv[1]).export(sys.argv[2])"
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", export, str(fitted[0].path), str(tmp_path / name)], check=True)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(files) == 3 and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+                                   for f in files)
+
+
 def test_load_brings_back_the_final_model(fitted):
     clf, x_test = fitted[0], fitted[1]
     again = ImageClassifier.load(clf.path)
@@ -159,3 +170,12 @@ def test_image_size_0_sizes_the_input_from_the_images_and_the_training_they_get(
     clf.fit(big, y, time_limit=3)
     assert clf.preprocessor.image_size == 33 and clf.model(clf.preprocessor.transform(big[:2])).shape == (2, 10)
     assert "training images at 33 px" in (tmp_path / "search.log").read_text()
+
+
+def test_missing_labels_are_an_error_naming_where_they_are(tmp_path, digits):
+    from automl.errors import DataError
+
+    labels = digits[1].astype(object)
+    labels[[3, 17]] = [None, float("nan")]
+    with pytest.raises(DataError, match="2 label\\(s\\) missing \\(None or NaN\\) at index 3, 17"):
+        ImageClassifier(path=tmp_path).fit(digits[0], labels, time_limit=5)

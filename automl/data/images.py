@@ -7,7 +7,8 @@ Every bad row is collected and reported in one error, so a user fixes the CSV on
 
 from __future__ import annotations
 
-import csv
+import io
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from automl.data.labels import Problem, Row, raise_problems, read_rows
 from automl.errors import DataError
 
 ImageBatch = np.ndarray | list[np.ndarray]
-MAX_BAD_ROWS_SHOWN = 20
 MAX_IMAGE_PIXELS = 64_000_000  # larger files are refused as likely decompression bombs
+UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)
 Progress = Callable[[Sequence[Any], str, str], Iterable[Any]]  # (items, description, unit) -> items
 
 
@@ -28,70 +30,36 @@ def plain(items: Sequence[Any], desc: str, unit: str) -> Iterable[Any]:
     return items
 
 
-def read_labels_csv(
-    csv_file_path: str | Path, filename_column: str = "", label_column: str = ""
-) -> tuple[list[str], list[str]]:
-    """Return (file names, labels) from a CSV with a header row."""
-    path = Path(csv_file_path)
-    if not path.is_file():
-        raise DataError(f"{path}: labels CSV not found. Pass the path of a CSV with a file-name and a label column.")
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
-        raise DataError(f"{path}: the CSV is empty; it needs a header row and one row per image.")
-    header = [h.strip() for h in rows[0]]
-    file_idx = _column_index(path, header, filename_column, 0, "file-name")
-    label_idx = _column_index(path, header, label_column, 1, "label")
-    names, labels, bad = [], [], []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) <= max(file_idx, label_idx):
-            bad.append(f"line {line_no}: expected at least {max(file_idx, label_idx) + 1} columns")
-            continue
-        name, label = row[file_idx].strip(), row[label_idx].strip()
-        if not name or not label:
-            bad.append(f"line {line_no}: empty {'file name' if not name else 'label'}")
-            continue
-        names.append(name)
-        labels.append(label)
-    _raise_bad_rows(path, bad, "fix or remove these rows")
-    if not names:
-        raise DataError(f"{path}: no data rows; add one row per image (file name, label).")
-    return names, labels
-
-
-def _column_index(path: Path, header: list[str], wanted: str, default: int, what: str) -> int:
-    if wanted:
-        if wanted not in header:
-            raise DataError(f"{path}: no {what} column named {wanted!r}; the header has {header}.")
-        return header.index(wanted)
-    if len(header) <= default:
-        raise DataError(
-            f"{path}: needs a {what} column (column {default + 1}); the header has {header}. "
-            "Give the CSV a file-name column and a label column."
-        )
-    return default
-
-
-def _raise_bad_rows(path: Path, bad: list[str], advice: str) -> None:
-    if bad:
-        shown = "\n  ".join(bad[:MAX_BAD_ROWS_SHOWN])
-        more = f"\n  ... and {len(bad) - MAX_BAD_ROWS_SHOWN} more" if len(bad) > MAX_BAD_ROWS_SHOWN else ""
-        raise DataError(f"{path}: {len(bad)} bad row(s); {advice}:\n  {shown}{more}")
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Decode one image to uint8, (H, W) for grayscale or (H, W, 3) for colour; alpha is dropped."""
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found.")
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{path}: {img.width}x{img.height} pixels is over the limit; refusing a possible "
-                                "decompression bomb.")
-            return _to_array(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    return open_checked(path, data)
+
+
+def open_checked(path: str | Path, data: bytes) -> np.ndarray:
+    """Decode ``data`` (the bytes of ``path``) to an array, refusing images over ``MAX_IMAGE_PIXELS``
+    before decoding them. Pillow's own bomb check (a warning, then an error, at its larger limit) is
+    turned into the same refusal, so no Pillow exception reaches the user without the file's name."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"{path}: {img.width}x{img.height} pixels is over the limit of "
+                                    f"{MAX_IMAGE_PIXELS:,}; refusing a possible decompression bomb (resize it).")
+                return _to_array(img)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{path}: over the pixel limit; refusing a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image, or in a format Pillow cannot read.") from None
+    except UNREADABLE as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc}).") from None
 
 
@@ -132,17 +100,25 @@ def load_image_dataset(
     list of arrays; ``y`` holds the labels as strings, as written in the CSV.
     """
     csv_path, folder = Path(csv_file_path), Path(images_path)
-    names, labels = read_labels_csv(csv_path, filename_column, label_column)
+    rows, problems = read_rows(csv_path, filename_column, label_column, folder if folder.is_dir() else None)
+    raise_problems(csv_path, problems)
+    if not rows:
+        raise DataError(f"{csv_path}: no data rows; add one row per image (file name, label).")
     if not folder.is_dir():
         raise DataError(f"{folder}: images folder not found (named by {csv_path}).")
-    images, bad = [], []
-    for line_no, name in enumerate(progress(names, f"reading {csv_path.name}", "images"), start=2):
+    return read_rows_images(rows, folder, csv_path, progress), np.asarray([r.label for r in rows])
+
+
+def read_rows_images(rows: Sequence[Row], folder: Path, csv_path: Path, progress: Progress = plain) -> ImageBatch:
+    """The images of ``rows``; every one that cannot be read is reported, by ``csv_path`` line, at once."""
+    images, problems = [], []
+    for row in progress(rows, f"reading {csv_path.name}", "images"):
         try:
-            images.append(read_image(resolve_image_path(folder, name)))
+            images.append(read_image(resolve_image_path(folder, row.name)))
         except DataError as exc:
-            bad.append(f"line {line_no}: {exc}")
-    _raise_bad_rows(csv_path, bad, "fix the files or remove their rows")
-    return stack_if_uniform(images), np.asarray(labels)
+            problems.append(Problem(row.line, "unreadable image", str(exc)))
+    raise_problems(csv_path, problems, "fix the files or remove their rows")
+    return stack_if_uniform(images)
 
 
 def stack_if_uniform(images: Sequence[np.ndarray]) -> ImageBatch:

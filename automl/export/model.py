@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from automl.data.preprocess import InputAdapter, Preprocessor
-from automl.fileio import atomic_path, write_json
+from automl.fileio import serialized, write_bytes, write_json
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
@@ -48,13 +48,14 @@ def export_model(network: nn.Module, preprocessor: Preprocessor, out_dir: str | 
     paths = {"torchscript": out / TORCHSCRIPT_FILE, "onnx": out / ONNX_FILE, "labels": out / LABELS_FILE}
     with torch.no_grad():
         traced = torch.jit.trace(module, example)
-    with atomic_path(paths["torchscript"]) as tmp:
-        torch.jit.save(traced, str(tmp))
-    with atomic_path(paths["onnx"]) as tmp, warnings.catch_warnings():
+    write_bytes(paths["torchscript"], serialized(lambda buffer: torch.jit.save(traced, buffer)))
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter, still supported
-        torch.onnx.export(module, (example,), str(tmp), input_names=["images"], output_names=["probabilities"],
-                          dynamic_axes={"images": {0: "batch", 1: "channels", 2: "height", 3: "width"},
-                                        "probabilities": {0: "batch"}}, dynamo=False, opset_version=17)
+        onnx = serialized(lambda buffer: torch.onnx.export(
+            module, (example,), buffer, input_names=["images"], output_names=["probabilities"],
+            dynamic_axes={"images": {0: "batch", 1: "channels", 2: "height", 3: "width"},
+                          "probabilities": {0: "batch"}}, dynamo=False, opset_version=17))
+    write_bytes(paths["onnx"], onnx)
     write_json(paths["labels"], {"labels": preprocessor.classes, "input": INPUT_DOC,
                                  "image_size": preprocessor.image_size, "channels": preprocessor.channels,
                                  **(extra or {})})

@@ -177,8 +177,9 @@ def misclassified(examples: list[dict[str, Any]], columns: int = 8) -> Figure:
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, ex in zip(axes.flat, examples):
-        img = np.asarray(ex["image"], dtype=np.uint8)
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+        if ex["image"] is not None:  # None: the file could not be read again
+            img = np.asarray(ex["image"], dtype=np.uint8)
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
         ax.set_title(f"{ex['true']} -> {ex['predicted']}\n({ex['probability']:.2f})", fontsize=7, color="#b30000")
     if not examples:
         axes.flat[0].text(0.5, 0.5, "no misclassified test image", ha="center", va="center")

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from automl.errors import DataError
 from automl.fileio import atomic_path, write_text
 from automl.report import plots as report_plots
 from automl.search.records import CandidateRecord, Status
@@ -47,8 +48,17 @@ def report_data(records: list[CandidateRecord], final_graph: dict[str, Any], cla
         "per_class_accuracy": class_accuracies(y_true, predicted, [str(c) for c in classes]),
         "misclassified": [{"index": int(i), "true": str(classes[y_true[i]]), "predicted": str(classes[predicted[i]]),
                            "probability": round(float(probabilities[i, predicted[i]]), 4),
-                           "image": np.asarray(image(int(i))).tolist()} for i in wrong],
+                           "image": _image_or_none(image, int(i))} for i in wrong],
     }
+
+
+def _image_or_none(image: Callable[[int], np.ndarray], i: int) -> list | None:
+    """The raw test image, or None when it cannot be read any more (deleted since the split): the
+    report shows a blank tile rather than cost the run its model."""
+    try:
+        return np.asarray(image(i)).tolist()
+    except DataError:
+        return None
 
 
 def candidate_row(record: CandidateRecord) -> dict[str, Any]:
@@ -89,7 +99,10 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         "per_class": lambda: report_plots.per_class(data["per_class_accuracy"]),
         "misclassified": lambda: report_plots.misclassified(data["misclassified"]),
     }
-    paths = {name: _save(make(), out / f"{name}.png") for name, make in figures.items()}
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context({"text.parse_math": False}):  # a label like "$x$" is text, not mathtext to parse
+        paths = {name: _save(make(), out / f"{name}.png") for name, make in figures.items()}
     paths["html"] = out / "report.html"
     write_text(paths["html"], _html(data, paths))
     return paths

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from automl.arch.graph import Graph
-from automl.errors import ConfigError
-from automl.fileio import atomic_path, read_json, write_json, write_text
+from automl.errors import ConfigError, CorruptFileError
+from automl.fileio import read_json, serialized, write_bytes, write_json, write_text
 from automl.search.records import Candidate, CandidateRecord, Status, best_of, ranked
 from automl.search.searcher import Searcher
 
@@ -165,10 +165,12 @@ def _log_line(r: CandidateRecord) -> str:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    write_bytes(path, serialized(lambda buffer: torch.save(state, buffer)))
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors only: ``weights_only=True`` refuses any pickled object instead of running it."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError) as exc:  # a truncated zip; pickled code stays an UnpicklingError
+        raise CorruptFileError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None

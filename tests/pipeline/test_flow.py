@@ -1,5 +1,6 @@
 """The Prefect flow end to end under Prefect's test harness, and what it leaves in MLflow."""
 
+import csv
 import json
 import os
 import subprocess
@@ -46,6 +47,19 @@ def test_flow_runs_every_stage_and_reports_test_accuracy(flow_run):
     assert 0.15 < metrics["test_accuracy"] <= 1 and metrics["test_size"] == 80
     assert result["search"]["n_candidates"] >= 3 and result["search"]["n_failed"] == 0
     assert result["timing"]["data_seconds"] > 0 and result["search"]["timing"]["train_batch"] > 0
+
+
+def test_the_tracking_uri_stays_out_of_prefect(flow_run):
+    """The URI may carry a password: Prefect's database holds no flow run parameter with it."""
+    from prefect import get_client
+
+    params, result, _ = flow_run
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs() if r.parameters.get("params", {}).get("paths", {}).get("work")
+                == params.paths.work]
+    assert runs and all(params.tracking.uri not in json.dumps(r.parameters) for r in runs)
+    assert runs[0].parameters["params"]["tracking"]["uri"] == ""
+    assert os.environ.get("MLFLOW_TRACKING_URI") != params.tracking.uri  # set for the run only
 
 
 @pytest.mark.slow
@@ -123,8 +137,8 @@ def test_the_run_writes_its_report_logs_it_to_mlflow_and_automl_report_draws_it_
 @pytest.mark.slow
 def test_automl_predict_labels_images_with_the_exported_and_the_registered_model(flow_run, capsys):
     params, result, _ = flow_run
-    test_csv = Path(params.paths.work, "split", "test.csv").read_text().splitlines()[1:]
-    truth = dict(line.rsplit(",", 1) for line in test_csv)
+    with Path(params.paths.work, "split", "test.csv").open() as handle:
+        truth = {row["filename"]: row["label"] for row in csv.DictReader(handle)}
     images = Path(params.data.images)
     outputs = []
     for model in (params.paths.export, "models:/automl-image-classifier@champion"):

@@ -66,3 +66,21 @@ def test_the_trajectory_counts_from_the_search_start_and_keeps_the_best_so_far()
     assert [r["candidate"] for r in rows] == [1, 2, 3, 4]
     assert [r["seconds"] for r in rows] == [3.0, 7.0, 8.0, 12.0]  # the first started at 1000.0
     assert [r.get("best_so_far") for r in rows] == [0.6, 0.8, None, 0.8] and rows[2]["failure"]
+
+
+def test_mathtext_labels_and_an_image_gone_since_the_split_still_give_a_report(tmp_path):
+    from automl.errors import DataError
+
+    y = np.repeat(np.arange(2), 5)
+    probs = np.tile([[0.3, 0.7]], (10, 1))  # class 0 always wrong
+
+    def image(i: int) -> np.ndarray:
+        if i == 0:
+            raise DataError("images/gone.png: file not found.")
+        return np.zeros((8, 8), np.uint8)
+
+    data = report_data(records(), initial_graph((1, 8, 8), 2).to_dict(), ["$\\foo$", "50$ & $x"], y, probs, image,
+                       {"run_id": "r", "summary": {}, "params": {}})
+    assert sum(m["image"] is None for m in data["misclassified"]) == 1
+    paths = render(data, tmp_path / "report")
+    assert all(paths[name].stat().st_size > 1000 for name in PICTURES)
