@@ -28,6 +28,7 @@ from automl.errors import ConfigError, DataError, NotFittedError
 from automl.export.model import export_model
 from automl.fileio import read_json, write_json
 from automl.report.progress import ConsoleProgress, bar, budget_bar
+from automl.search.store import SEARCHER_FILE
 from automl.session import SearchSession, load_network
 from automl.training.protocol import image_size_for
 from automl.training.trainer import TensorData, accuracy, predict_logits
@@ -39,9 +40,13 @@ class ImageClassifier:
     """Searches an architecture for labelled images, then trains and exports the best one."""
 
     def __init__(self, path: str | Path = "automodels/", verbose: bool = False, seed: int | None = None,
-                 strategy: str | None = None, params: Params | None = None, resume: bool = False) -> None:
+                 strategy: str | None = None, params: Params | None = None, resume: bool = False,
+                 overwrite: bool = False) -> None:
         """``resume``: ``fit`` continues the search saved in ``path`` (same data and params; the time
-        limit counts the time already spent) instead of starting a new one."""
+        limit counts the time already spent) instead of starting a new one. ``overwrite``: ``fit`` may
+        replace a search already in ``path``; without it (or ``resume``) that is an error, not a wipe."""
+        self._args = {"path": path, "verbose": verbose, "seed": seed, "strategy": strategy, "params": params,
+                      "resume": resume, "overwrite": overwrite}  # as given: scikit-learn's get_params/clone
         params = params or Params()
         overrides: dict[str, Any] = {}
         if seed is not None:
@@ -51,23 +56,32 @@ class ImageClassifier:
         self.params = params.replace(**overrides)
         self.path = Path(path)
         self.verbose = verbose
-        self.resume = resume
+        self.resume, self.overwrite = resume, overwrite
         self.preprocessor: Preprocessor | None = None
         self.graph: Graph | None = None
         self.model: torch.nn.Module | None = None
 
     # --- search ----------------------------------------------------------------------------
-    def fit(self, x: ImageBatch, y: np.ndarray | list, time_limit: float | None = None) -> "ImageClassifier":
-        """Search architectures within ``time_limit`` seconds and keep the best model found."""
+    def fit(self, x: ImageBatch, y: np.ndarray | list, time_limit: float | None = None,
+            validation_data: tuple[ImageBatch, np.ndarray | list] | None = None) -> "ImageClassifier":
+        """Search architectures within ``time_limit`` seconds and keep the best model found. Candidates
+        are ranked on ``validation_data`` when given, else on a stratified ``split.val_fraction`` of ``x``."""
         limit = self.params.search.time_limit if time_limit is None else time_limit
         if limit <= 0:
             raise ConfigError(f"time_limit must be positive (seconds), got {time_limit}.")
+        if not (self.resume or self.overwrite) and (self.path / SEARCHER_FILE).is_file():
+            raise ConfigError(f"{self.path}: holds an earlier search; pass overwrite=True to replace it, "
+                              "resume=True to continue it, or another path.")
         images, labels = _check_xy(x, y)
-        val_idx, train_idx = stratified_split(labels, [max(self.params.split.val_fraction, 0.05)], self.params.seed)
-        pick = lambda idx: [images[i] for i in idx]  # noqa: E731
-        size = image_size_for(self.params.preprocess.image_size, pick(train_idx), self.params.train)
-        self.preprocessor = Preprocessor.fit(pick(train_idx), labels[train_idx], size)
-        data = self._tensors(pick(train_idx), labels[train_idx], pick(val_idx), labels[val_idx])
+        if validation_data is None:
+            val_idx, train_idx = stratified_split(labels, [self.params.split.val_fraction], self.params.seed)
+            pick = lambda idx: [images[i] for i in idx]  # noqa: E731
+            (x_tr, y_tr), (x_val, y_val) = (pick(train_idx), labels[train_idx]), (pick(val_idx), labels[val_idx])
+        else:
+            (x_tr, y_tr), (x_val, y_val) = (images, labels), _check_xy(*validation_data)
+        size = image_size_for(self.params.preprocess.image_size, x_tr, self.params.train)
+        self.preprocessor = Preprocessor.fit(x_tr, y_tr, size)
+        data = self._tensors(x_tr, y_tr, x_val, y_val)
         session = SearchSession(self.path, self.params)
         start = session.start(data, len(self.preprocessor.classes), self.resume)
         callbacks = [ConsoleProgress(time.time() + limit - start.spent)] if self.verbose else []
@@ -121,6 +135,27 @@ class ImageClassifier:
         """Labels in the user's own label space."""
         proba = self.predict_proba(x)
         return self.preprocessor.decode(proba.argmax(axis=1))
+
+    def score(self, x: ImageBatch, y: np.ndarray | list) -> float:
+        """Accuracy, as scikit-learn's classifiers name it (``evaluate``)."""
+        return self.evaluate(x, y)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The labels the model predicts, in the order of ``predict_proba``'s columns."""
+        self._require_fitted()
+        return np.asarray(self.preprocessor.classes)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments as given (scikit-learn's ``clone`` and grid searches use them)."""
+        return dict(self._args)
+
+    def set_params(self, **changes: Any) -> "ImageClassifier":
+        unknown = sorted(set(changes) - set(self._args))
+        if unknown:
+            raise ConfigError(f"unknown parameter(s) {unknown}; ImageClassifier takes {sorted(self._args)}.")
+        self.__init__(**{**self._args, **changes})  # type: ignore[misc]
+        return self
 
     def export(self, out_dir: str | Path) -> dict[str, Path]:
         """TorchScript, ONNX and labels files with preprocessing built in (see ``automl.export.model``)."""

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from automl import __version__
 from automl.config import load_params, parse_set
 from automl.errors import AutoMLError, users_to_fix
 from flows.runlog import quiet_expected_errors, run_log
@@ -35,6 +36,7 @@ PARAMS_FILE = "params.yaml"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="automl", description="Neural architecture search for image "
                                      "classification, as a tracked, reproducible pipeline.")
+    parser.add_argument("--version", action="version", version=f"automl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole pipeline (Prefect flow) with params.yaml",
                          description="Run ingest, split, preprocess, search, final fit, evaluate, report and "
@@ -98,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     args = _parser().parse_args(argv)
     try:
+        return _main(args)
+    except BrokenPipeError:  # `automl params | head -1`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
         overrides = parse_set(args.overrides)
         if getattr(args, "csv", None) or getattr(args, "images", None):
             if not (args.csv and args.images):
@@ -148,7 +158,7 @@ def _run(args: argparse.Namespace, params: PipelineParams) -> int:
         task_runner(params)  # a runner that cannot start (prefect-dask missing) fails before any work
         with nullcontext() if args.debug else quiet_expected_errors():
             result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
-        _summary(result)
+        _summary(result, params)
     if "folder" in result["report"]:
         log = Path(shutil.move(log, Path(result["report"]["folder"], "run.log")))
     print(f"Log: {log}")
@@ -205,8 +215,8 @@ def _predict(args: argparse.Namespace, params: PipelineParams) -> int:
     from tasks.registry import model_folder
 
     model = ExportedModel(model_folder(args.model, params))
-    for path in image_files(args.inputs):
-        found = model.predict_file(path)
+    for found in model.predict_files(image_files(args.inputs)):
+        path = found.path
         if args.json:
             print(json.dumps({"path": str(path), "label": found.label, "probability": round(found.probability, 6)}))
         else:
@@ -224,7 +234,7 @@ def _report(args: argparse.Namespace, params: PipelineParams) -> int:
 COMMANDS = {"check": _check, "params": _params, "predict": _predict, "report": _report}
 
 
-def _summary(result: dict) -> None:
+def _summary(result: dict, params: PipelineParams) -> None:
     metrics, exported = result["metrics"], result["export"]
     print(f"\nTest accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_size']} images "
           f"(best search val accuracy {metrics['search_best_val_accuracy']:.4f}, "
@@ -234,7 +244,20 @@ def _summary(result: dict) -> None:
     print(f"Report: {result['report'].get('html') or 'not written (' + result['report']['error'] + ')'}")
     if registered := exported.get("registered"):
         print(f"Registered: {registered['uri']} (version {registered['version']}: {registered['reason']})")
-    print("Browse runs: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --workers 1")
+    from tasks.tracking import tracking_uri
+
+    print(f"Browse runs: {browse_command(tracking_uri(params))}")
+
+
+def browse_command(uri: str) -> str:
+    """Where to look at the runs: the server's address, or the ``mlflow ui`` command for a local store
+    (the URI as given, without any password it may carry)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --workers 1"
 
 
 if __name__ == "__main__":

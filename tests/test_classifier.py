@@ -179,3 +179,48 @@ def test_missing_labels_are_an_error_naming_where_they_are(tmp_path, digits):
     labels[[3, 17]] = [None, float("nan")]
     with pytest.raises(DataError, match="2 label\\(s\\) missing \\(None or NaN\\) at index 3, 17"):
         ImageClassifier(path=tmp_path).fit(digits[0], labels, time_limit=5)
+
+
+def test_the_exported_model_predicts_files_of_mixed_shapes_in_batches_and_in_order(fitted, tmp_path):
+    from PIL import Image
+
+    from automl.export.predict import ExportedModel
+
+    clf, x_test = fitted[0], fitted[1]
+    clf.export(tmp_path / "exported")
+    images = [x_test[0], np.kron(x_test[1], np.ones((2, 2), np.uint8)), x_test[2], x_test[3]]
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    found = list(ExportedModel(tmp_path / "exported").predict_files(paths, batch_size=3))
+    assert [f.path for f in found] == paths
+    assert [f.label for f in found] == clf.predict(images).tolist()
+
+
+def test_scikit_learn_clones_it_and_reads_classes_and_score(fitted):
+    from sklearn.base import clone
+
+    clf, x_test = fitted[0], fitted[1]
+    copy = clone(clf)
+    assert copy.get_params() == clf.get_params() and copy.model is None
+    assert list(clf.classes_) == list(clf.preprocessor.classes)
+    assert clf.predict_proba(x_test[:3]).shape == (3, len(clf.classes_))
+    y_test = fitted[2]
+    assert clf.score(x_test, y_test) == clf.evaluate(x_test, y_test)
+    assert copy.set_params(seed=5).params.seed == 5 and copy.get_params()["seed"] == 5
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        copy.set_params(sead=5)
+
+
+def test_a_second_fit_needs_overwrite_and_validation_data_ranks_the_candidates(tmp_path, digits):
+    x, y = digits
+    val, train = stratified_split(y, [0.25], seed=0)
+    params = ImageClassifier().params.replace(**{"preprocess.image_size": 8, "train.max_epochs": 1,
+                                                 "search.max_candidates": 1})
+    ImageClassifier(path=tmp_path, params=params).fit(x, y, time_limit=30)
+    with pytest.raises(ConfigError, match="holds an earlier search; pass overwrite=True"):
+        ImageClassifier(path=tmp_path, params=params).fit(x, y, time_limit=30)
+    clf = ImageClassifier(path=tmp_path, params=params, overwrite=True)
+    clf.fit(x[train], y[train], time_limit=30, validation_data=(x[val], y[val]))
+    assert "(300 training images at 8 px)" in (tmp_path / "search.log").read_text()  # none held out of x

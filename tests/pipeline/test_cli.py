@@ -59,3 +59,17 @@ def test_servers_we_start_or_document_listen_on_loopback_only():
     commands = re.findall(r"^(?:mlflow (?:ui|server)|prefect server start).*$", readme, flags=re.M)
     assert commands and all("--host" not in c or "--host 127.0.0.1" in c for c in commands)
     assert all("--host 127.0.0.1" in c for c in commands if c.startswith("mlflow"))
+
+
+def test_version_and_a_closed_pipe_are_not_errors():
+    assert automl("--version").stdout.startswith("automl ")
+    out = subprocess.run(f"{sys.executable} -m flows.cli params | true", shell=True, capture_output=True,
+                         text=True, cwd=REPO)  # `true` has left before the first line is written
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_the_summary_points_at_where_the_runs_are_without_a_password():
+    from flows.cli import browse_command
+
+    assert browse_command("https://ann:secret@mlflow.example.org:5443/") == "https://mlflow.example.org:5443/"
+    assert browse_command("sqlite:////work/mlflow.db").startswith("mlflow ui --backend-store-uri sqlite:////work/")
