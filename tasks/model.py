@@ -61,7 +61,9 @@ def evaluate(params: PipelineParams) -> dict[str, Any]:
                "search_best_val_accuracy": best["best_val_accuracy"], "n_candidates": best["n_candidates"],
                "per_class_accuracy": per_class}
     write_json(Path(params.paths.work, "metrics.json"), metrics)
-    tracking.log_metrics(params, parent_run_of(params), {"test_accuracy": metrics["test_accuracy"]})
+    tracking.log_metrics(params, parent_run_of(params), {
+        "test_accuracy": metrics["test_accuracy"],
+        **{f"test_accuracy.{tracking.metric_key(label)}": acc for label, acc in per_class.items()}})
     return metrics
 
 

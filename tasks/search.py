@@ -98,7 +98,9 @@ def run_search_step(params: PipelineParams, parent_run_id: str | None = None,
     result = {"best_id": best.id, "best_val_accuracy": best.val_accuracy,
               "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,
               "search_seconds": session.store.spent()}
-    tracking.log_metrics(params, parent_run_id, {k: v for k, v in result.items() if k != "best_id"})
+    tracking.log_metrics(params, parent_run_id, {  # the names metrics.json uses
+        "search_best_val_accuracy": best.val_accuracy, "best_candidate_id": best.id,
+        **{k: result[k] for k in ("n_candidates", "n_failed", "search_seconds")}})
     result.update(timing=summary.timing, parent_run_id=parent_run_id)
     write_json(root / "best.json", result)
     return result

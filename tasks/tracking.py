@@ -6,9 +6,13 @@ so mapped candidate tasks running in threads cannot log into each other's runs.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,14 +66,49 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     return found.experiment_id if found else client.create_experiment(name)
 
 
-def start_parent_run(params: PipelineParams, run_name: str = "pipeline") -> str:
-    """Create the pipeline's parent run with every param; return its id."""
+def start_parent_run(params: PipelineParams) -> str:
+    """Create the pipeline's parent run with every param, a name that tells runs apart in the UI (data,
+    strategy, budget) and the tags that say what produced it (code commit, data digest); return its id."""
     client = client_for(params)
-    run = client.create_run(experiment_id(client, params.tracking.experiment), run_name=run_name,
-                            tags={"automl.kind": "pipeline"})
+    run = client.create_run(experiment_id(client, params.tracking.experiment), run_name=run_name(params),
+                            tags={"automl.kind": "pipeline", **provenance(params)})
     shown = loggable_params(params.flat())
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(shown.items())])
     return run.info.run_id
+
+
+def run_name(params: PipelineParams) -> str:
+    data = params.data.source or Path(params.data.csv).parent.name or Path(params.data.csv).stem
+    return f"{data}-{params.search.strategy}-{params.search.time_limit:.0f}s"
+
+
+def provenance(params: PipelineParams) -> dict[str, str]:
+    """MLflow tags naming the code's git commit (MLflow's own tag, shown in the UI) and the labels
+    CSV's digest, so two runs on other data or code are told apart."""
+    import automl
+
+    tags = {"automl.version": automl.__version__}
+    csv_path = Path(params.data.csv)
+    if csv_path.is_file():
+        tags["automl.data_csv_sha256"] = hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).parent)
+        if commit.returncode == 0:
+            tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # no git here: the tag is left out
+        pass
+    return tags
+
+
+def metric_key(text: str) -> str:
+    """``text`` in the characters MLflow allows in a metric name (a class label may hold any)."""
+    return re.sub(r"[^\w\-. /]", "_", str(text))[:200] or "_"
+
+
+def now_ms() -> int:
+    """Metric timestamps: the real time, so a metric logged again shows its latest value, not the largest."""
+    return int(time.time() * 1000)
 
 
 def loggable_params(flat: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +150,7 @@ def finish_run(params: PipelineParams, run_id: str, status: str = "FINISHED") ->
 
 
 def log_metrics(params: PipelineParams, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    client_for(params).log_batch(run_id, metrics=[Metric(k, float(v), 0, step) for k, v in metrics.items()])
+    client_for(params).log_batch(run_id, metrics=[Metric(k, float(v), now_ms(), step) for k, v in metrics.items()])
 
 
 class MlflowCandidateLogger:
@@ -119,6 +158,7 @@ class MlflowCandidateLogger:
 
     def __init__(self, params: PipelineParams, parent_run_id: str) -> None:
         self.client = client_for(params)
+        self.train_params = [Param(k, str(v)) for k, v in sorted(params.flat().items()) if k.startswith("train.")]
         self.experiment_id = self.client.get_run(parent_run_id).info.experiment_id
         self.parent_run_id = parent_run_id
         self.runs: dict[int, str] = {}
@@ -133,11 +173,11 @@ class MlflowCandidateLogger:
         run = self.client.create_run(self.experiment_id, run_name=f"candidate-{candidate.id:04d}", tags=tags)
         with self._lock:
             self.runs[candidate.id] = run.info.run_id
-        reasoning = [Metric(f"searcher.{k}", float(v), 0, 0)
+        reasoning = [Metric(f"searcher.{k}", float(v), now_ms(), 0)
                      for k, v in candidate.reasoning.metrics().items()]  # UCB, GP mean and std, estimated memory
-        self.client.log_batch(run.info.run_id, metrics=reasoning, params=[
-            Param("n_params", str(candidate.graph.param_count())),
-            Param("architecture", candidate.graph.describe()[:500])])
+        size = Metric("n_params", float(candidate.graph.param_count()), now_ms(), 0)
+        self.client.log_batch(run.info.run_id, metrics=reasoning + [size], params=[
+            Param("architecture", candidate.graph.describe()[:500]), *self.train_params])
         self.client.log_text(run.info.run_id, candidate.graph.to_json(), "graph.json")
 
     def on_epoch(self, candidate: Candidate, info: EpochInfo) -> None:
@@ -145,14 +185,15 @@ class MlflowCandidateLogger:
         if info.val_accuracy is not None and info.val_loss is not None:
             metrics["val_accuracy"], metrics["val_loss"] = info.val_accuracy, info.val_loss
         self.client.log_batch(self.runs[candidate.id],
-                              metrics=[Metric(k, float(v), 0, info.epoch) for k, v in metrics.items()])
+                              metrics=[Metric(k, float(v), now_ms(), info.epoch) for k, v in metrics.items()])
 
     def on_candidate_end(self, candidate: Candidate, record: CandidateRecord, weights_path: Path | None) -> None:
         run_id = self.runs[candidate.id]
         final = {"best_val_accuracy": record.val_accuracy, "best_val_loss": record.val_loss,
                  "epochs": record.epochs, "train_seconds": record.train_seconds,
                  "inherited_val_accuracy": record.inherited_val_accuracy}
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in final.items() if v is not None],
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in final.items()
+                                               if v is not None],
                               tags=[RunTag("automl.status", record.status.value)])
         if weights_path is not None:
             self.client.log_artifact(run_id, str(weights_path))

@@ -69,6 +69,14 @@ def test_mlflow_has_the_parent_run_and_a_nested_run_per_candidate(flow_run):
     assert parent.info.status == "FINISHED"
     assert parent.data.params["search.time_limit"] == "25.0" and parent.data.params["seed"] == "42"
     assert parent.data.metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
+    # comparable in the UI: a telling name, what produced it, the same names as metrics.json
+    assert parent.info.run_name == "digits0-bayesian-25s" or parent.info.run_name.endswith("-bayesian-25s")
+    assert len(parent.data.tags["mlflow.source.git.commit"]) == 40 and "automl.data_csv_sha256" in parent.data.tags
+    assert parent.data.metrics["search_best_val_accuracy"] == result["metrics"]["search_best_val_accuracy"]
+    assert parent.data.metrics["best_candidate_id"] == result["search"]["best_id"]
+    per_class = result["metrics"]["per_class_accuracy"]
+    assert all(parent.data.metrics[f"test_accuracy.{c}"] == pytest.approx(a) for c, a in per_class.items())
+    assert client.get_metric_history(parent.info.run_id, "test_accuracy")[0].timestamp > 1_700_000_000_000
     experiment = parent.info.experiment_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
                                   order_by=["attributes.start_time ASC"])
@@ -76,7 +84,7 @@ def test_mlflow_has_the_parent_run_and_a_nested_run_per_candidate(flow_run):
     seed, *morphed = sorted(children, key=lambda r: int(r.data.tags["automl.candidate_id"]))
     assert seed.data.tags["automl.parent_candidate"] == "none" and seed.data.tags["automl.operation"] == "none"
     for child in [seed] + morphed:
-        assert int(child.data.params["n_params"]) > 1_000
+        assert child.data.metrics["n_params"] > 1_000 and int(child.data.params["train.batch_size"]) > 0
         losses = client.get_metric_history(child.info.run_id, "train_loss")
         accs = client.get_metric_history(child.info.run_id, "val_accuracy")
         assert [m.step for m in losses] == list(range(1, len(losses) + 1)) and len(accs) == len(losses) >= 1
