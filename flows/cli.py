@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(serve)
     serve.add_argument("--cron", help='schedule, e.g. "0 2 * * *" (every night at 02:00); none: runs only on demand')
+    serve.add_argument("--timezone", default="UTC", help='the time zone --cron is read in (IANA name, e.g. '
+                       '"Europe/Berlin")')
     serve.add_argument("--name", default="automl", help="deployment name (runs: prefect deployment run "
                        "automl-pipeline/NAME)")
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)",
@@ -126,7 +128,7 @@ def _main(args: argparse.Namespace) -> int:
         if args.command == "serve":
             from flows.pipeline import serve
 
-            serve(params, args.name, args.cron)
+            serve(params, args.name, args.cron, args.timezone)
             return 0
         return _run(args, params)
     except (AutoMLError, OSError) as exc:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+import zoneinfo
 from typing import Any, Callable
 
 from prefect import flow
 from prefect.task_runners import TaskRunner
 
 from automl.config import from_dict
-from automl.errors import describe_error, stops_the_run
+from automl.errors import ConfigError, describe_error, stops_the_run
 from automl.search.loop import BatchTrainer
 from automl.search.records import Candidate, CandidateRecord
 from automl.search.store import CandidateStore
@@ -119,10 +120,17 @@ def run_pipeline(params: PipelineParams, quiet: bool = False, resume: bool = Fal
         return pipeline(public.to_dict(), quiet, resume)
 
 
-def serve(params: PipelineParams, name: str, cron: str | None) -> None:
-    """Register the pipeline as a deployment with ``params`` and ``cron``, then run its scheduled and
-    on-demand runs in this process until stopped (Prefect's ``flow.serve``). The schedule stays active
-    when this process stops, so a restarted server picks it up again."""
+def serve(params: PipelineParams, name: str, cron: str | None, timezone: str = "UTC") -> None:
+    """Register the pipeline as a deployment with ``params`` and ``cron`` (read in ``timezone``), then
+    run its scheduled and on-demand runs in this process until stopped (Prefect's ``flow.serve``). The
+    schedule stays active when this process stops, so a restarted server picks it up again."""
+    from prefect.schedules import Cron
+
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--timezone {timezone!r}: not a time zone name (IANA, e.g. Europe/Berlin or UTC).") from None
+    schedules = [Cron(cron, timezone=timezone)] if cron else None
     with tracking.uri_in_environment(params) as public:  # scheduled runs inherit this process's environment
-        pipeline.serve(name=name, cron=cron, parameters={"params": public.to_dict(), "quiet": True},
+        pipeline.serve(name=name, schedules=schedules, parameters={"params": public.to_dict(), "quiet": True},
                        pause_on_shutdown=False, tags=["automl"])

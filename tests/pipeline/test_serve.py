@@ -43,12 +43,15 @@ def test_serve_registers_a_scheduled_deployment_whose_runs_complete(prefect_harn
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.to_dict()))
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_RUNNER_POLL_FREQUENCY": "2",
            "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 2 * * *", "--name", "nightly"],
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 2 * * *", "--timezone",
+                             "Europe/Berlin", "--name", "nightly"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
         deployment = read_deployment("automl-pipeline/nightly", 180, proc)
-        assert [s.schedule.cron for s in deployment.schedules] == ["0 2 * * *"]
+        assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == [("0 2 * * *",
+                                                                                           "Europe/Berlin")]
+        assert deployment.parameters["params"]["tracking"]["uri"] == ""  # it may carry a password
         assert all(s.active for s in deployment.schedules)
         assert deployment.parameters["params"]["search"]["time_limit"] == 10
         run = run_deployment("automl-pipeline/nightly", timeout=600)
