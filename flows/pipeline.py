@@ -74,7 +74,29 @@ def _stage(name: str, quiet: bool) -> None:
         print(f"[{name}] {time.strftime('%H:%M:%S')}", flush=True)
 
 
-@flow(name="automl-pipeline")
+def _run_name() -> str:
+    """The flow run's name in the Prefect UI: data, strategy and budget, as the MLflow parent run's."""
+    from prefect.runtime import flow_run
+
+    return tracking.run_name(from_dict(flow_run.parameters["params"], "params", PipelineParams))
+
+
+def _artifacts(p: PipelineParams, metrics: dict[str, Any], exported: dict[str, Any], reported: dict[str, Any]) -> None:
+    """What the Prefect UI shows of a finished run: the outcome in a few lines, and every candidate."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_markdown_artifact(
+        f"**Test accuracy {metrics['test_accuracy']:.4f}** on {metrics['test_size']} images; best search "
+        f"validation accuracy {metrics['search_best_val_accuracy']:.4f}, {metrics['n_candidates']} candidates.\n\n"
+        f"MLflow model: `{exported['model_uri']}` (run `{exported['run_id']}`); "
+        f"report: `{reported.get('html', 'not written')}`", key="automl-result", description="the run's outcome")
+    create_table_artifact([{"id": r.id, "parent": r.parent_id, "operation": r.operation, "status": r.status.value,
+                            "val_accuracy": r.val_accuracy, "n_params": r.n_params}
+                           for r in CandidateStore(data.work_dir(p, "search")).records()],
+                          key="automl-candidates", description="every candidate of the search")
+
+
+@flow(name="automl-pipeline", flow_run_name=_run_name)
 def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run the whole pipeline with ``params`` (the nested form of ``params.yaml``); ``resume``
     continues the search a killed run left under ``paths.work`` (its MLflow parent run too). The
@@ -107,6 +129,7 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
         reported = _report(p)
         _stage("export", quiet)
         exported = model.export(p)
+        _artifacts(p, metrics, exported, reported)
     except BaseException:
         if parent_run_id:  # unknown when a resumed search failed: its run is left as the crash left it
             tracking.finish_run(p, parent_run_id, "FAILED")

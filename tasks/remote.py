@@ -68,7 +68,7 @@ def fetch_candidate(client: MlflowClient, run_id: str, candidate_id: int, store:
         client.download_artifacts(run_id, name, str(folder))
 
 
-@task(name="train-candidate", cache_policy=NO_CACHE)
+@task(name="train-candidate", task_run_name="candidate-{candidate[id]}", cache_policy=NO_CACHE)
 def train_candidate_remote(candidate: dict[str, Any], params: PipelineParams, deadline: float, parent_run_id: str,
                            quiet: bool = False, best: float | None = None) -> CandidateRecord:
     """Train one candidate with nothing from the driver's disk (see the module docstring)."""

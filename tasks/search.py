@@ -33,7 +33,7 @@ def _cached_tensors(work: str, mtime: float) -> TensorData:
     return load_tensors(work)
 
 
-@task(name="train-candidate", cache_policy=NO_CACHE)
+@task(name="train-candidate", task_run_name="candidate-{candidate[id]}", cache_policy=NO_CACHE)
 def train_candidate_task(candidate: dict[str, Any], params: PipelineParams, deadline: float, parent_run_id: str,
                          quiet: bool = False, best: float | None = None) -> CandidateRecord:
     """Train one candidate (plain data in, record out) with the store and data on this machine's disk;

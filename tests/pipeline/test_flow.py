@@ -59,6 +59,12 @@ def test_the_tracking_uri_stays_out_of_prefect(flow_run):
                 == params.paths.work]
     assert runs and all(params.tracking.uri not in json.dumps(r.parameters) for r in runs)
     assert runs[0].parameters["params"]["tracking"]["uri"] == ""
+    # what the Prefect UI shows: the run's name, the candidates' task runs by id, the outcome as artifacts
+    assert runs[0].name.endswith("-bayesian-25s")
+    with get_client(sync_client=True) as client:
+        tasks = {t.name for t in client.read_task_runs() if t.flow_run_id == runs[0].id}
+        keys = {a.key for a in client.read_artifacts() if a.flow_run_id == runs[0].id}
+    assert "candidate-1" in tasks and {"automl-result", "automl-candidates"} <= keys
     assert os.environ.get("MLFLOW_TRACKING_URI") != params.tracking.uri  # set for the run only
 
 
