@@ -18,6 +18,7 @@ from PIL import Image
 
 from automl.errors import DataError
 
+MAX_SHOWN = 20  # problems listed one by one; the rest are counted by kind
 MAX_FIELD = 4096  # characters in a file name or label; csv's own limit (128 kB) fails with a traceback
 BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"PK\x03\x04", b"RIFF")
 
@@ -149,9 +150,6 @@ def read_labels_csv(csv_file_path: str | Path, filename_column: str = "",
     if not rows:
         raise DataError(f"{path}: no data rows; add one row per image (file name, label).")
     return [r.name for r in rows], [r.label for r in rows]
-
-
-MAX_SHOWN = 20
 
 
 def raise_problems(path: Path, problems: Sequence[Problem], advice: str = "fix them all, then run again") -> None:
