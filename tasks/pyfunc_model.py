@@ -23,7 +23,7 @@ class TorchScriptImageModel(PythonModel):
             self.labels = json.load(handle)["labels"]
 
     def predict(self, context, model_input, params=None):
-        images = list(model_input) if isinstance(model_input, (list, tuple, np.ndarray)) else [model_input]
+        images = _images(model_input)
         probs = [self._probabilities(np.asarray(img)) for img in images]
         return np.asarray([self.labels[int(p.argmax())] for p in probs])
 
@@ -32,6 +32,18 @@ class TorchScriptImageModel(PythonModel):
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None]
         with torch.no_grad():
             return self.module(x)[0].numpy()
+
+
+def _images(model_input) -> list:
+    """The images in what pyfunc (or ``mlflow models serve``) hands over: one array (N, H, W[, C]), a
+    list of arrays, or a DataFrame with one column of image arrays. A DataFrame of plain numbers is
+    refused: read as one image it would give one meaningless label."""
+    if hasattr(model_input, "columns"):  # a pandas DataFrame
+        if len(model_input.columns) == 1 and all(np.ndim(v) >= 2 for v in model_input.iloc[:, 0]):
+            return [np.asarray(v) for v in model_input.iloc[:, 0]]
+        raise ValueError("expected images: send a list of (H, W[, C]) arrays (JSON {\"inputs\": [...]}) or a "
+                         "DataFrame with one column of such arrays, not a table of numbers.")
+    return list(model_input) if isinstance(model_input, (list, tuple, np.ndarray)) else [model_input]
 
 
 mlflow.models.set_model(TorchScriptImageModel())

@@ -224,3 +224,20 @@ def test_a_second_fit_needs_overwrite_and_validation_data_ranks_the_candidates(t
     clf = ImageClassifier(path=tmp_path, params=params, overwrite=True)
     clf.fit(x[train], y[train], time_limit=30, validation_data=(x[val], y[val]))
     assert "(300 training images at 8 px)" in (tmp_path / "search.log").read_text()  # none held out of x
+
+
+def test_the_mlflow_model_reads_images_from_a_dataframe_and_refuses_a_table_of_numbers(fitted, tmp_path):
+    import pandas as pd
+
+    from tasks.pyfunc_model import TorchScriptImageModel
+
+    clf, x_test = fitted[0], fitted[1]
+    paths = clf.export(tmp_path / "exported")
+    model = TorchScriptImageModel()
+    model.load_context(type("Context", (), {"artifacts": {"torchscript": str(paths["torchscript"]),
+                                                          "labels": str(paths["labels"])}})())
+    expected = [str(v) for v in clf.predict(x_test[:3])]
+    assert [str(v) for v in model.predict(None, pd.DataFrame({"image": list(x_test[:3])}))] == expected
+    assert [str(v) for v in model.predict(None, list(x_test[:3]))] == expected
+    with pytest.raises(ValueError, match="expected images"):
+        model.predict(None, pd.DataFrame(x_test[0]))
