@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import zoneinfo
@@ -74,11 +75,27 @@ def _stage(name: str, quiet: bool) -> None:
         print(f"[{name}] {time.strftime('%H:%M:%S')}", flush=True)
 
 
+def flow_params(params: dict[str, Any], overrides: dict[str, Any] | None) -> PipelineParams:
+    """The flow's params: whole sections, then ``overrides``. Why both: Prefect replaces a deployment's
+    ``params`` with whatever a run passes instead of merging it, so ``--param params='{"search": ...}'``
+    would silently drop the deployment's data and settings; a run changes keys through ``overrides``,
+    and a ``params`` missing sections is refused."""
+    missing = [section for section in PipelineParams().to_dict() if section not in params]
+    if missing:
+        raise ConfigError(f"params lacks {', '.join(missing)}: a run replaces the deployment's whole params. "
+                          "Change single keys with overrides instead, e.g. --param "
+                          "'overrides={\"search.time_limit\": 60}'.")
+    return from_dict(params, "params", PipelineParams).replace(**(overrides or {}))
+
+
 def _run_name() -> str:
     """The flow run's name in the Prefect UI: data, strategy and budget, as the MLflow parent run's."""
     from prefect.runtime import flow_run
 
-    return tracking.run_name(from_dict(flow_run.parameters["params"], "params", PipelineParams))
+    try:
+        return tracking.run_name(flow_params(flow_run.parameters["params"], flow_run.parameters.get("overrides")))
+    except ConfigError:  # the flow body says why, in the run's log
+        return "automl-pipeline"
 
 
 def _artifacts(p: PipelineParams, metrics: dict[str, Any], exported: dict[str, Any], reported: dict[str, Any]) -> None:
@@ -97,14 +114,16 @@ def _artifacts(p: PipelineParams, metrics: dict[str, Any], exported: dict[str, A
 
 
 @flow(name="automl-pipeline", flow_run_name=_run_name)
-def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) -> dict[str, Any]:
-    """Run the whole pipeline with ``params`` (the nested form of ``params.yaml``); ``resume``
-    continues the search a killed run left under ``paths.work`` (its MLflow parent run too). The
-    result's ``timing`` says when the flow body started (the caller knows when it called) and how
-    long data preparation and the start of MLflow tracking took."""
+def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False,
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the whole pipeline with ``params`` (the nested form of ``params.yaml``) and ``overrides``
+    (dotted keys over it: ``{"search.time_limit": 60}``); ``resume`` continues the search a killed run
+    left under ``paths.work`` (its MLflow parent run too). The result's ``timing`` says when the flow
+    body started (the caller knows when it called) and how long data preparation and the start of
+    MLflow tracking took."""
     clock = Stopwatch()
     timing = {"started_at": time.time()}
-    p = from_dict(params, "params", PipelineParams)
+    p = flow_params(params, overrides)
     with clock("data_seconds"):
         _stage("ingest", quiet)
         ingested = data.ingest(p, quiet)
@@ -130,6 +149,7 @@ def pipeline(params: dict[str, Any], quiet: bool = False, resume: bool = False) 
         _stage("export", quiet)
         exported = model.export(p)
         _artifacts(p, metrics, exported, reported)
+        tracking.finish_run(p, parent_run_id)
     except BaseException:
         if parent_run_id:  # unknown when a resumed search failed: its run is left as the crash left it
             tracking.finish_run(p, parent_run_id, "FAILED")
@@ -155,5 +175,7 @@ def serve(params: PipelineParams, name: str, cron: str | None, timezone: str = "
         raise ConfigError(f"--timezone {timezone!r}: not a time zone name (IANA, e.g. Europe/Berlin or UTC).") from None
     schedules = [Cron(cron, timezone=timezone)] if cron else None
     with tracking.uri_in_environment(params) as public:  # scheduled runs inherit this process's environment
-        pipeline.serve(name=name, schedules=schedules, parameters={"params": public.to_dict(), "quiet": True},
+        # Prefect's log_prints for the runs (they inherit it): stage and candidate lines in each run's log
+        os.environ["PREFECT_LOGGING_LOG_PRINTS"] = "true"
+        pipeline.serve(name=name, schedules=schedules, parameters={"params": public.to_dict(), "quiet": False},
                        pause_on_shutdown=False, tags=["automl"])

@@ -5,17 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from automl.data.images import read_image, resolve_image_path
 from automl.export.model import export_model
 from automl.fileio import read_json, write_csv, write_json
 from automl.report.progress import ConsoleProgress
 from automl.session import load_network
 from automl.training.trainer import class_accuracies, predict_logits
 from tasks import registry, tracking
-from tasks.data import load_preprocessor, load_split, load_tensors, work_dir
+from tasks.data import load_preprocessor, load_split, load_tensors, split_rows, work_dir
 from tasks.search import parent_run_of, session_of
 from tasks.settings import PipelineParams
 
@@ -23,8 +25,8 @@ from tasks.settings import PipelineParams
 @task(name="final-fit", cache_policy=NO_CACHE)
 def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Train the best architecture on train+val: from its searched weights, or from scratch when
-    ``final_fit.retrain``. Writes ``final/{graph.json,weights.pt,curves.csv}`` and any ensemble members
-    (``final_fit.ensemble``) in ``final/members/``."""
+    ``final_fit.retrain``. Writes ``final/{graph.json,weights.pt}``, any ensemble members
+    (``final_fit.ensemble``) in ``final/members/``, and the loss curve ``final_curves.csv``."""
     session = session_of(params)
     best_id = read_json(work_dir(params, "search", "best.json"))["best_id"]
     data = load_tensors(params.paths.work, train=("train", "val"), val=None)
@@ -34,8 +36,8 @@ def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
                               members=session.ensemble_members(best_id), on_epoch=progress and progress.final_epoch)
     if progress:
         progress.final_done(final.fit_accuracy, final.searched_fit_accuracy, final.kept_searched)
-    write_csv(out / "curves.csv", ["epoch", "train_loss"], final.result.history)
-    run_id = parent_run_of(params)
+    write_csv(work_dir(params, "final_curves.csv"), ["epoch", "train_loss"], final.result.history)
+    run_id = parent_run_of(params, "final_fit")
     for row in final.result.history:
         tracking.log_metrics(params, run_id, {"final_fit_train_loss": row["train_loss"]}, step=row["epoch"])
     tracking.log_metrics(params, run_id, {"final_fit_accuracy": final.fit_accuracy,
@@ -61,10 +63,15 @@ def evaluate(params: PipelineParams) -> dict[str, Any]:
                "search_best_val_accuracy": best["best_val_accuracy"], "n_candidates": best["n_candidates"],
                "per_class_accuracy": per_class}
     write_json(Path(params.paths.work, "metrics.json"), metrics)
-    tracking.log_metrics(params, parent_run_of(params), {
-        "test_accuracy": metrics["test_accuracy"],
-        **{f"test_accuracy.{tracking.metric_key(label)}": acc for label, acc in per_class.items()}})
+    tracking.log_metrics(params, parent_run_of(params, "evaluate"), tracking.evaluation_metrics(metrics))
     return metrics
+
+
+def input_example(params: PipelineParams, count: int = 2) -> np.ndarray:
+    """The first test images of the first one's shape, decoded as a user would send them (uint8)."""
+    rows = split_rows(params, "test")[:8]
+    images = [read_image(resolve_image_path(Path(params.data.images), row.name)) for row in rows]
+    return np.stack([img for img in images if img.shape == images[0].shape][:count])
 
 
 @task(name="export", cache_policy=NO_CACHE)
@@ -72,15 +79,13 @@ def export(params: PipelineParams) -> dict[str, Any]:
     """TorchScript, ONNX and labels under ``paths.export``; the MLflow pyfunc model in the parent run,
     registered in the Model Registry (see ``tasks.registry``)."""
     paths = export_model(load_final(params), load_preprocessor(params), params.paths.export)
-    run_id = parent_run_of(params)
-    model_uri = tracking.log_pyfunc_model(params, run_id, paths)
+    run_id = parent_run_of(params, "export")
+    model_uri = tracking.log_pyfunc_model(params, run_id, paths, input_example(params))
     registered = None
     if params.tracking.registered_model:
         test_accuracy = read_json(Path(params.paths.work, "metrics.json"))["test_accuracy"]
         registered = registry.register(params, model_uri, run_id, test_accuracy,
                                        registry.split_fingerprint(work_dir(params, "split", "test.csv")))
-    write_json(Path(params.paths.export, "mlflow_model.json"),
-               {"model_uri": model_uri, "run_id": run_id, "registered": registered})
-    tracking.finish_run(params, run_id)
+    tracking.record_run(params, {**tracking.recorded_run(params), "model_uri": model_uri, "registered": registered})
     return {"model_uri": model_uri, "run_id": run_id, "registered": registered,
             **{k: str(v) for k, v in paths.items()}}

@@ -2,8 +2,8 @@
 
 Self-contained on purpose (numpy and torch only, no automl import): MLflow copies this file into the
 logged model, so ``mlflow.pyfunc.load_model`` works in any process that has torch.
-``predict`` takes raw images, one array (N, H, W[, C]) or a list of (H, W[, C]) arrays of any sizes,
-and returns their labels.
+``predict`` takes raw uint8 images, one array (N, H, W[, C]) or, for images of different sizes, an
+object array of (H, W[, C]) arrays (the signature MLflow enforces), and returns their labels.
 """
 
 from __future__ import annotations
@@ -23,8 +23,13 @@ class TorchScriptImageModel(PythonModel):
             self.labels = json.load(handle)["labels"]
 
     def predict(self, context, model_input, params=None):
-        images = _images(model_input)
-        probs = [self._probabilities(np.asarray(img)) for img in images]
+        """Labels, or with ``params={"probabilities": True}`` a DataFrame of class probabilities (one
+        column per label) for the images in ``model_input``."""
+        probs = np.stack([self._probabilities(np.asarray(img)) for img in _images(model_input)])
+        if (params or {}).get("probabilities"):
+            import pandas as pd
+
+            return pd.DataFrame(probs, columns=[str(label) for label in self.labels])
         return np.asarray([self.labels[int(p.argmax())] for p in probs])
 
     def _probabilities(self, img: np.ndarray) -> np.ndarray:

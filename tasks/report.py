@@ -35,7 +35,7 @@ ARTIFACT_DIR = "report"
 @task(name="report", cache_policy=NO_CACHE)
 def report(params: PipelineParams) -> dict[str, Any]:
     """Write ``<paths.reports>/<run id>/report.html`` and its PNGs; log them to the parent run."""
-    run_id = parent_run_of(params)
+    run_id = parent_run_of(params, "report")
     data = collect(params, run_id)
     write_plot_data(params, data)
     return publish(params, run_id, data)

@@ -24,8 +24,6 @@ from tasks import tracking
 from tasks.data import load_preprocessor, load_tensors, work_dir
 from tasks.settings import PipelineParams
 
-TRACKING_FILE = "tracking.json"
-
 
 @functools.lru_cache(maxsize=2)
 def _cached_tensors(work: str, mtime: float) -> TensorData:
@@ -87,30 +85,24 @@ def run_search_step(params: PipelineParams, parent_run_id: str | None = None,
     ``quiet``: no budget bar."""
     session = session_of(params)
     start = session.start(tensors(params), len(load_preprocessor(params).classes), resume)
-    if start.resumed and (parent_run_id := parent_run_id or previous_parent_run(params)):
+    if start.resumed and (parent_run_id := parent_run_id or tracking.recorded_run(params).get("parent_run_id")):
         tracking.reopen_parent_run(params, parent_run_id, session.store)
     parent_run_id = parent_run_id or tracking.start_parent_run(params)
     root = session.store.root
-    write_json(root / TRACKING_FILE, {"parent_run_id": parent_run_id, "tracking_uri": tracking.tracking_uri(params)})
     with budget_bar(params.search.time_limit, start.spent, bars=not quiet):
         summary = session.run(start, make_trainer(session.params, parent_run_id))  # the protocol sized from the data
     best = session.best(summary)
     result = {"best_id": best.id, "best_val_accuracy": best.val_accuracy,
               "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,
               "search_seconds": session.store.spent()}
-    tracking.log_metrics(params, parent_run_id, {  # the names metrics.json uses
-        "search_best_val_accuracy": best.val_accuracy, "best_candidate_id": best.id,
-        **{k: result[k] for k in ("n_candidates", "n_failed", "search_seconds")}})
+    tracking.log_metrics(params, parent_run_id, tracking.search_metrics(result))
     result.update(timing=summary.timing, parent_run_id=parent_run_id)
     write_json(root / "best.json", result)
     return result
 
 
-def parent_run_of(params: PipelineParams) -> str:
-    """The parent run the search step recorded (later DVC stages log into it)."""
-    return read_json(work_dir(params, "search", TRACKING_FILE))["parent_run_id"]
-
-
-def previous_parent_run(params: PipelineParams) -> str | None:
-    """The parent run of the search saved under ``paths.work``, if any: a resumed run logs into it."""
-    return parent_run_of(params) if work_dir(params, "search", TRACKING_FILE).is_file() else None
+def parent_run_of(params: PipelineParams, stage: str) -> str:
+    """The parent run ``stage``, a step after the search, logs into (see ``tracking.open_parent_run``)."""
+    evaluated = Path(params.paths.work, "metrics.json")
+    return tracking.open_parent_run(params, stage, read_json(work_dir(params, "search", "best.json")),
+                                    read_json(evaluated) if evaluated.is_file() else None)

@@ -24,9 +24,24 @@ STAGES: dict[str, str] = {  # stage -> module:function (a Prefect task's body, o
 }
 
 
+TRACKED = ("search", "final_fit", "evaluate", "report", "export")  # stages that log into the MLflow parent run
+
+
 def run_stage(name: str, params: PipelineParams) -> Any:
+    """Run the stage's body; a tracked stage leaves its parent run FINISHED, or FAILED if it raised
+    (the next stage of the same run reopens it)."""
     if name not in STAGES:
         raise ConfigError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
     module, attr = STAGES[name].split(":")
     body = getattr(importlib.import_module(module), attr)
-    return getattr(body, "fn", body)(params)  # a Prefect task runs its plain function, outside any flow
+    if name not in TRACKED:
+        return getattr(body, "fn", body)(params)  # a Prefect task runs its plain function, outside any flow
+    from tasks import tracking
+
+    try:
+        result = getattr(body, "fn", body)(params)
+    except BaseException:
+        tracking.settle_stage(params, name, "FAILED")
+        raise
+    tracking.settle_stage(params, name, "FINISHED")
+    return result

@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from automl.fileio import read_json, write_json
 from automl.search.records import Candidate, CandidateRecord
 from automl.search.store import CandidateStore
 from automl.training.trainer import EpochInfo
@@ -51,9 +52,24 @@ def uri_in_environment(params: PipelineParams) -> Iterator[PipelineParams]:
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
+RUN_FILE = "mlflow_run.json"  # under paths.work, beside the stage outputs but none of them (it names a run)
+
+
 def tracking_uri(params: PipelineParams) -> str:
-    """The param, else ``$MLFLOW_TRACKING_URI``, else an SQLite file in the working directory."""
-    return params.tracking.uri or os.environ.get(URI_VARIABLE) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    """The param, else ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the project (``default_store``)."""
+    return params.tracking.uri or os.environ.get(URI_VARIABLE) or default_store()
+
+
+def project_root(environ: Mapping[str, str] = os.environ) -> Path:
+    """The root of the DVC repo when DVC runs the stage (``$DVC_ROOT``, which DVC sets to the user's repo
+    even for ``dvc exp run --temp`` and queued experiments that run in a temporary copy: their runs
+    must land where the user looks), else the working directory."""
+    return Path(environ.get("DVC_ROOT") or Path.cwd())
+
+
+def default_store() -> str:
+    """``mlflow.db`` in the project root, its artifacts in ``mlruns/`` beside it."""
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def client_for(params: PipelineParams) -> MlflowClient:
@@ -62,24 +78,97 @@ def client_for(params: PipelineParams) -> MlflowClient:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
+    """The experiment's id, created if new; in the default store with its artifacts in the project root
+    (MLflow would put them in the working directory, a temporary one under ``dvc exp run --temp``)."""
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name)
+    if found:
+        return found.experiment_id
+    default = client.tracking_uri == default_store()
+    return client.create_experiment(name, (project_root() / "mlruns").as_uri() if default else None)
 
 
-def start_parent_run(params: PipelineParams) -> str:
+def start_parent_run(params: PipelineParams, tags: Mapping[str, str] = {}, stage: str = "search") -> str:
     """Create the pipeline's parent run with every param, a name that tells runs apart in the UI (data,
-    strategy, budget) and the tags that say what produced it (code commit, data digest); return its id."""
+    strategy, budget, DVC experiment) and the tags that say what produced it (code commit, data digest,
+    DVC experiment and lock); record it under ``paths.work`` as the run ``stage`` and the stages after it
+    log into; return its id."""
     client = client_for(params)
     run = client.create_run(experiment_id(client, params.tracking.experiment), run_name=run_name(params),
-                            tags={"automl.kind": "pipeline", **provenance(params)})
+                            tags={"automl.kind": "pipeline", **provenance(params), **dvc_tags(), **tags})
     shown = loggable_params(params.flat())
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(shown.items())])
+    record_run(params, {"parent_run_id": run.info.run_id, "stages": [stage]})
     return run.info.run_id
 
 
-def run_name(params: PipelineParams) -> str:
+def run_name(params: PipelineParams, environ: Mapping[str, str] = os.environ) -> str:
     data = params.data.source or Path(params.data.csv).parent.name or Path(params.data.csv).stem
-    return f"{data}-{params.search.strategy}-{params.search.time_limit:.0f}s"
+    name = f"{data}-{params.search.strategy}-{params.search.time_limit:.0f}s"
+    return f"{environ['DVC_EXP_NAME']}-{name}" if environ.get("DVC_EXP_NAME") else name
+
+
+def dvc_tags(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Under ``dvc exp run``: the experiment's name and baseline commit (DVC sets both; the commit is the
+    one ``dvc exp show`` lists it under); under any DVC run: the digest of the ``dvc.lock`` it started from."""
+    tags = {}
+    if environ.get("DVC_EXP_NAME"):
+        tags["automl.dvc_experiment"] = environ["DVC_EXP_NAME"]
+    if environ.get("DVC_EXP_BASELINE_REV"):
+        tags["mlflow.source.git.commit"] = environ["DVC_EXP_BASELINE_REV"]
+    if environ.get("DVC_ROOT") and Path("dvc.lock").is_file():
+        tags["automl.dvc_lock_sha256"] = hashlib.sha256(Path("dvc.lock").read_bytes()).hexdigest()
+    return tags
+
+
+def record_run(params: PipelineParams, run: dict[str, Any]) -> None:
+    """The pipeline run's MLflow ids and the stages that logged into it, in ``paths.work/mlflow_run.json``:
+    how the stages of one run (separate processes under DVC) find their parent run. Not a DVC output:
+    it must not travel to a teammate or make the next ``dvc exp run`` log into this run."""
+    write_json(Path(params.paths.work, RUN_FILE), run)
+
+
+def recorded_run(params: PipelineParams) -> dict[str, Any]:
+    """What ``record_run`` last wrote in ``paths.work`` (empty if nothing)."""
+    path = Path(params.paths.work, RUN_FILE)
+    return read_json(path) if path.is_file() else {}
+
+
+def open_parent_run(params: PipelineParams, stage: str, search: Mapping[str, Any],
+                    evaluation: Mapping[str, Any] | None = None) -> str:
+    """The parent run ``stage`` (a step after the search) logs into: the recorded one if ``stage`` has not
+    logged into it yet (the same pipeline run), else a new one: a run that reuses a finished search
+    (``dvc exp run -S final_fit.epochs=50``) gets its own parent run instead of writing into an earlier one.
+    A new one is tagged with the search's run (``automl.search_run_id``: the candidate runs are its
+    children) and gets the search's summary and the current ``evaluation`` (``metrics.json``): DVC skips
+    ``evaluate`` when the final model came out the same, and the run must still show its test accuracy."""
+    run = recorded_run(params)
+    if run.get("parent_run_id") and stage not in run.get("stages", []):
+        record_run(params, {**run, "stages": [*run.get("stages", []), stage]})
+        client_for(params).update_run(run["parent_run_id"], "RUNNING")
+        return run["parent_run_id"]
+    run_id = start_parent_run(params, {"automl.search_run_id": str(search.get("parent_run_id", ""))}, stage)
+    log_metrics(params, run_id, {**search_metrics(search), **(evaluation_metrics(evaluation) if evaluation else {})})
+    return run_id
+
+
+def evaluation_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """``metrics.json``'s test figures under their MLflow names (a class label made a valid key)."""
+    return {"test_accuracy": metrics["test_accuracy"],
+            **{f"test_accuracy.{metric_key(label)}": acc for label, acc in metrics["per_class_accuracy"].items()}}
+
+
+def settle_stage(params: PipelineParams, stage: str, status: str) -> None:
+    """After a DVC stage (its own process): the parent run it logged into is FINISHED (or FAILED) until
+    the next stage reopens it, so an experiment that stops early leaves no run marked running."""
+    run = recorded_run(params)
+    if stage in run.get("stages", []):
+        finish_run(params, run["parent_run_id"], status)
+
+
+def search_metrics(search: Mapping[str, Any]) -> dict[str, float]:
+    """The search step's summary (``best.json``) under the names ``metrics.json`` uses."""
+    return {"search_best_val_accuracy": search["best_val_accuracy"], "best_candidate_id": search["best_id"],
+            **{k: search[k] for k in ("n_candidates", "n_failed", "search_seconds")}}
 
 
 def provenance(params: PipelineParams) -> dict[str, str]:
@@ -91,9 +180,9 @@ def provenance(params: PipelineParams) -> dict[str, str]:
     csv_path = Path(params.data.csv)
     if csv_path.is_file():
         tags["automl.data_csv_sha256"] = hashlib.sha256(csv_path.read_bytes()).hexdigest()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).parent)
+    try:  # under DVC the project's commit (dvc_tags: an experiment's baseline), else this code's
+        where = os.environ.get("DVC_ROOT") or Path(__file__).parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=where)
         if commit.returncode == 0:
             tags["mlflow.source.git.commit"] = commit.stdout.strip()
     except (OSError, subprocess.SubprocessError):  # no git here: the tag is left out
@@ -202,18 +291,24 @@ class MlflowCandidateLogger:
         self.client.set_terminated(run_id, "FINISHED" if record.succeeded else "FAILED")
 
 
-def log_pyfunc_model(params: PipelineParams, run_id: str, export_paths: dict[str, Path]) -> str:
-    """Log the exported TorchScript model as an MLflow pyfunc whose ``predict`` takes raw images
-    (a batch of arrays as the user gives them) and returns labels. Returns the model URI."""
+def log_pyfunc_model(params: PipelineParams, run_id: str, export_paths: dict[str, Path], example: Any) -> str:
+    """Log the exported TorchScript model as an MLflow pyfunc whose ``predict`` takes raw images and
+    returns labels (class probabilities with the param ``probabilities``), with a signature that serving
+    enforces: uint8 pixels, a batch of any size, images of any height and width, the channels of
+    ``example`` (a batch of real images, saved as the input example). Returns the model URI."""
     import mlflow
     import numpy
     import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
+    signature = ModelSignature(inputs=Schema([TensorSpec(numpy.dtype(numpy.uint8), (-1,) * 3 + example.shape[3:])]),
+                               params=ParamSchema([ParamSpec("probabilities", "boolean", False)]))
     mlflow.set_tracking_uri(tracking_uri(params))
     code = Path(__file__).with_name("pyfunc_model.py")
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(code),
+            name="model", python_model=str(code), signature=signature, input_example=example,
             artifacts={"torchscript": str(export_paths["torchscript"]), "labels": str(export_paths["labels"])},
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={numpy.__version__}"])
     return info.model_uri

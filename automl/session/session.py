@@ -68,6 +68,7 @@ def search_identity(params: Params, data: TensorData) -> dict[str, Any]:
 # by it (seen on dSprites: batch statistics that BatchNorm's running averages no longer match took the
 # seed network from 0.99 to 0.20 test accuracy); the searched weights are kept instead.
 FINAL_FIT_TOLERANCE = 0.01
+NOTES = "notes.txt"  # in a final fit's folder
 
 Network = tuple[Graph, dict[str, torch.Tensor]]
 MEMBERS = "members"  # the folder of a final model's ensemble members, one numbered folder each
@@ -178,18 +179,17 @@ class SearchSession:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
         final = dataclasses.replace(_guarded(graph, start, result, data), members=tuple(members))
-        if final.kept_searched:
-            self.store.log(f"final fit: accuracy on its own training data fell to {final.fit_accuracy:.4f} from the "
-                           f"searched weights' {final.searched_fit_accuracy:.4f}; kept the searched weights")
-        save_network(graph, final.state, out, members)
+        notes = [f"accuracy on its own training data fell to {final.fit_accuracy:.4f} from the searched weights' "
+                 f"{final.searched_fit_accuracy:.4f}: kept the searched weights"] if final.kept_searched else []
+        if members:
+            notes.append(f"the final model averages it with the next {len(members)} candidates by validation "
+                         "accuracy (their searched weights)")
+        save_network(graph, final.state, out, members, notes)
         return final
 
     def ensemble_members(self, best_id: int) -> list[Network]:
         """The ``final_fit.ensemble`` - 1 best candidates after ``best_id``, with their searched weights."""
         others = [r for r in self.store.ranked() if r.id != best_id][: self.params.final_fit.ensemble - 1]
-        if others:
-            self.store.log(f"final model: the average of candidate #{best_id} (final fit) and "
-                           + ", ".join(f"#{r.id}" for r in others) + " (searched weights)")
         return [(self.store.graph(r.id), self.store.weights(r.id)) for r in others]
 
     def _searched_protocol(self) -> TrainConfig:
@@ -217,11 +217,15 @@ def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainR
 
 
 def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path,
-                 members: Sequence[Network] = ()) -> None:
+                 members: Sequence[Network] = (), notes: Sequence[str] = ()) -> None:
     """Weights first, then the graph that names them (``load_network`` reads both); ensemble
-    members in ``folder/members/<i>/``, replacing any an earlier final fit left there."""
+    members in ``folder/members/<i>/`` and what the final fit decided in ``notes.txt``, replacing any an
+    earlier final fit left there (no timestamps: the same fit writes the same bytes, for DVC)."""
     folder = Path(folder)
     shutil.rmtree(folder / MEMBERS, ignore_errors=True)
+    (folder / NOTES).unlink(missing_ok=True)
+    if notes:
+        write_text(folder / NOTES, "".join(f"{line}\n" for line in notes))
     for i, (member_graph, member_state) in enumerate(members, 1):
         save_network(member_graph, member_state, folder / MEMBERS / str(i))
     save_weights(state, folder / "weights.pt")

@@ -3,8 +3,11 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,9 @@ from flows.pipeline import run_pipeline
 PYFUNC_PREDICT = """
 import json, sys, numpy as np, mlflow
 model = mlflow.pyfunc.load_model(sys.argv[1])
-print(json.dumps([str(v) for v in model.predict(list(np.load(sys.argv[2])))]))
+x = np.load(sys.argv[2])
+probs = model.predict(x, params={"probabilities": True})
+print(json.dumps([[str(v) for v in model.predict(x)], probs.columns.tolist(), probs.to_numpy().tolist()]))
 """
 
 
@@ -177,12 +182,55 @@ def test_mlflow_model_predicts_raw_images_in_a_new_process(flow_run, digits, tmp
     out = subprocess.run([sys.executable, "-c", PYFUNC_PREDICT, champion, str(tmp_path / "x.npy")],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    labels = json.loads(out.stdout.strip().splitlines()[-1])
+    labels, columns, probabilities = json.loads(out.stdout.strip().splitlines()[-1])
     import torch
     module = torch.jit.load(result["export"]["torchscript"])
     probs = module(torch.from_numpy(images.astype(np.float32))[:, None])
     expected = json.loads(open(result["export"]["labels"]).read())["labels"]
-    assert labels == [expected[i] for i in probs.argmax(1).tolist()]
+    assert labels == [expected[i] for i in probs.argmax(1).tolist()] and columns == expected
+    assert np.allclose(probabilities, probs.detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_real_images_and_rejects_a_malformed_request(flow_run, digits):
+    """The registered model behind ``mlflow models serve`` on a loopback port: real images in JSON get
+    labels (and probabilities on request); a request that is not a batch of images gets a 4xx saying why."""
+    from tests.pipeline.test_tracking_server import free_port, wait_until_up
+
+    params, result, _ = flow_run
+    port = free_port()
+    bin_dir = Path(sys.executable).parent  # mlflow runs uvicorn from PATH: the venv's, as when it is activated
+    env = {**os.environ, "MLFLOW_TRACKING_URI": params.tracking.uri,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m",
+                             f"models:/{params.tracking.registered_model}@champion", "--env-manager", "local",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/ping", proc)
+        images = digits[0][::40]
+        labels = post(port, {"inputs": images.tolist()})["predictions"]
+        import torch
+        probs = torch.jit.load(result["export"]["torchscript"])(torch.from_numpy(images.astype(np.float32))[:, None])
+        names = json.loads(open(result["export"]["labels"]).read())["labels"]
+        assert labels == [names[i] for i in probs.argmax(1).tolist()]
+        rows = post(port, {"inputs": images.tolist(), "params": {"probabilities": True}})["predictions"]
+        assert [max(row, key=row.get) for row in rows] == labels
+        assert all(abs(sum(row.values()) - 1) < 1e-4 for row in rows)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(port, {"inputs": [1, 2, 3]})  # numbers, not images
+        assert 400 <= refused.value.code < 500 and "shape" in refused.value.read().decode().lower()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def post(port: int, body: dict) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
 
 
 @pytest.mark.slow

@@ -64,3 +64,38 @@ def test_params_in_mlflow_have_no_password_and_no_absolute_paths(tmp_path, monke
             "tracking.uri": "https://alice:s3cret@mlflow.example.com", "search.time_limit": 60.0}
     shown = tracking.loggable_params(flat)
     assert shown == {"data.csv": "data/labels.csv", "data.images": ".../cats", "search.time_limit": 60.0}
+
+
+def test_each_pipeline_run_logs_into_its_own_parent_run_and_a_rerun_stage_starts_a_new_one(tiny_params):
+    """The stages of one run (separate processes under DVC) share the recorded parent run; a stage that
+    already logged into it means a new pipeline run (a DVC experiment reusing the search): a new parent
+    run naming the search's run, with its summary and the test metrics as they stand."""
+    client = MlflowClient(tiny_params.tracking.uri)
+    search_run = tracking.start_parent_run(tiny_params)
+    search = {"parent_run_id": search_run, "best_id": 3, "best_val_accuracy": 0.9, "n_candidates": 4,
+              "n_failed": 0, "search_seconds": 12.0}
+    assert tracking.open_parent_run(tiny_params, "final_fit", search) == search_run
+    assert tracking.open_parent_run(tiny_params, "evaluate", search) == search_run
+    tracking.settle_stage(tiny_params, "evaluate", "FINISHED")
+    assert client.get_run(search_run).info.status == "FINISHED"
+
+    again = tracking.open_parent_run(tiny_params, "final_fit", search, {"test_accuracy": 0.8,
+                                                                       "per_class_accuracy": {"a b": 0.7}})
+    run = client.get_run(again)
+    assert again != search_run and run.data.tags["automl.search_run_id"] == search_run
+    assert run.data.metrics == {"search_best_val_accuracy": 0.9, "best_candidate_id": 3, "n_candidates": 4,
+                                "n_failed": 0, "search_seconds": 12.0, "test_accuracy": 0.8,
+                                "test_accuracy.a b": 0.7}
+    assert tracking.open_parent_run(tiny_params, "export", search) == again
+    tracking.settle_stage(tiny_params, "search", "FAILED")  # not a stage of this run: nothing changes
+    assert client.get_run(again).info.status == "RUNNING"
+
+
+def test_under_dvc_the_default_store_is_at_the_repo_root_with_the_experiment_named(tmp_path):
+    """DVC sets DVC_ROOT to the user's repo even for a queued or temporary experiment run in a copy."""
+    environ = {"DVC_ROOT": str(tmp_path / "repo"), "DVC_EXP_NAME": "tidy-fern", "DVC_EXP_BASELINE_REV": "abc123"}
+    assert tracking.project_root(environ) == tmp_path / "repo"
+    assert tracking.project_root({}) == Path.cwd()
+    tags = tracking.dvc_tags(environ)  # + the digest of dvc.lock when the working directory has one
+    assert tags.items() >= {"automl.dvc_experiment": "tidy-fern", "mlflow.source.git.commit": "abc123"}.items()
+    assert tracking.run_name(tracking.PipelineParams(), environ) == "tidy-fern-mnist5k-bayesian-300s"

@@ -83,7 +83,7 @@ def test_a_final_fit_that_loses_accuracy_on_its_own_data_keeps_the_searched_weig
     final = ruin.final_fit(session.store.graph(best.id), searched, data, tmp_path / "ruined")
     assert final.kept_searched and final.fit_accuracy < final.searched_fit_accuracy - 0.2
     assert all(torch.equal(v, searched[k]) for k, v in load_network(tmp_path / "ruined")[1].state_dict().items())
-    assert "kept the searched weights" in (tmp_path / "search.log").read_text()
+    assert "kept the searched weights" in (tmp_path / "ruined" / "notes.txt").read_text()
     kept = session.final_fit(session.store.graph(best.id), searched, data, tmp_path / "final")
     assert not kept.kept_searched and kept.fit_accuracy >= kept.searched_fit_accuracy - 0.01
     assert not any(torch.equal(v, searched[k]) for k, v in kept.state.items() if v.is_floating_point())
@@ -129,12 +129,12 @@ def test_an_ensemble_final_model_is_saved_loaded_and_replaced_whole(data, tmp_pa
     best, second, third = session.store.ranked()[:3]
     members = session.ensemble_members(best.id)
     assert [g for g, _ in members] == [session.store.graph(second.id), session.store.graph(third.id)]
-    assert f"#{second.id}, #{third.id} (searched weights)" in (tmp_path / "search.log").read_text()
     final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), data, tmp_path / "final",
                               members=members)
     graph, module = load_network(tmp_path / "final")
     assert graph == final.graph and final.fields()["ensemble"] == 3 and len(module.members) == 3
     assert torch.allclose(module(data.x_val), final.module()(data.x_val))
+    assert "averages it with the next 2 candidates" in (tmp_path / "final" / "notes.txt").read_text()
     session.final_fit(graph, final.state, data, tmp_path / "final")
     assert not (tmp_path / "final" / "members").exists() and isinstance(load_network(tmp_path / "final")[1],
                                                                         type(build_module(graph)))
