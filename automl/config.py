@@ -64,7 +64,9 @@ class SearchConfig:
     user sets without forking: depth (conv layers), width, operations (comma-separated; empty = all),
     memory per candidate in MB (0 = a share of free GPU memory, or of RAM on CPU). A run of
     ``max_consecutive_failures`` failed candidates (0 = no limit) ends the search: something is wrong
-    with every candidate, and the rest of the budget would be spent failing."""
+    with every candidate, and the rest of the budget would be spent failing. ``root_share`` > 0: the seed
+    network trains until that share of the search's time (annealed to it), so that every child inherits
+    a converged network instead of one trained as briefly as itself."""
 
     strategy: str = "bayesian"
     time_limit: float = 300.0
@@ -81,6 +83,7 @@ class SearchConfig:
     max_width: int = 512
     operations: str = ""
     max_memory_mb: float = 0.0
+    root_share: float = 0.0  # 0: the seed network trains like any candidate
 
     def allowed_operations(self) -> tuple[str, ...]:
         """The operations named in ``operations`` (empty: all; the session checks the names)."""
@@ -272,6 +275,7 @@ def _validate(p: Params) -> None:
         (p.search.beta >= 0 and p.search.kernel_lambda > 0 and p.search.t_init > 0,
          "search.beta must be >= 0, search.kernel_lambda and search.t_init > 0"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),
+        (0 <= p.search.root_share < 1, "search.root_share must be in [0, 1) (0 = the seed trains like any candidate)"),
     ]
     for ok, message in checks:
         if not ok:

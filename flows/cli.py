@@ -20,6 +20,7 @@ from automl.config import load_params, parse_set
 from automl.errors import AutoMLError, users_to_fix
 from flows.runlog import quiet_expected_errors, run_log
 from tasks.settings import PipelineParams
+from tasks.stages import STAGES
 
 if TYPE_CHECKING:
     from automl.data.validate import CheckedDataset
@@ -31,6 +32,21 @@ QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "
              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 PARAMS_FILE = "params.yaml"
+EXAMPLES = {
+    "run": ["automl run", "automl run --csv my/labels.csv --images my/images --set search.time_limit=3600",
+            "automl run --resume"],
+    "check": ["automl check --csv my/labels.csv --images my/images"],
+    "serve": ['automl serve --cron "0 2 * * *" --timezone Europe/Berlin --name nightly'],
+    "stage": ["automl stage split      # what `dvc repro` runs, one stage at a time"],
+    "params": ["automl params", "automl params --yaml > params.yaml"],
+    "predict": ["automl predict exported/ photo.png more/", "automl predict models:/automl-image-classifier@champion "
+                "images/ --output predictions.csv"],
+    "report": ["automl report 5eb4c77be6284c67bfb84ba9acff0c2e"],
+}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the examples below the options kept as written."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole pipeline (Prefect flow) with params.yaml",
                          description="Run ingest, split, preprocess, search, final fit, evaluate, report and "
                          "export under one MLflow run. `automl params` lists every param --set can change.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=_Formatter, epilog=_examples("run"))
     _common(run)
     _data(run)
     run.add_argument("--quiet", action="store_true", help="print only the final summary")
@@ -50,12 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check your data (the CSV and every image) and params, and run nothing",
                            description="Read the labels CSV, decode every image and check classes, duplicates "
                            "and the split, reporting every problem at once by CSV line: what `automl run` does "
-                           "before it starts.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           "before it starts.", formatter_class=_Formatter, epilog=_examples("check"))
     _common(check)
     _data(check)
     serve = sub.add_parser("serve", help="register the pipeline as a Prefect deployment with a schedule and "
                            "run its scheduled runs (needs a Prefect server: see README)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_Formatter, epilog=_examples("serve"))
     _common(serve)
     serve.add_argument("--cron", help='schedule, e.g. "0 2 * * *" (every night at 02:00); none: runs only on demand')
     serve.add_argument("--timezone", default="UTC", help='the time zone --cron is read in (IANA name, e.g. '
@@ -63,25 +79,31 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", default="automl", help="deployment name (runs: prefect deployment run "
                        "automl-pipeline/NAME)")
     stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    stage.add_argument("name", help="ingest | split | preprocess | search | final_fit | evaluate | report | export")
+                           formatter_class=_Formatter, epilog=_examples("stage"))
+    stage.add_argument("name", choices=list(STAGES), help="the stage to run")
     _common(stage)
     params = sub.add_parser("params", help="list every param with its default, its value here and its meaning",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=_Formatter, epilog=_examples("params"))
     _common(params)
     params.add_argument("--yaml", action="store_true", help="print a commented params.yaml instead")
     predict = sub.add_parser("predict", help="print the label and probability of each image",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                             formatter_class=_Formatter, epilog=_examples("predict"))
     predict.add_argument("model", help="an export folder (paths.export, e.g. exported/) or an MLflow URI such as "
                          "models:/automl-image-classifier@champion")
     predict.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, or folders of images")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--output", metavar="FILE", help="write the predictions to FILE instead: CSV (path, label, "
+                         "probability), or JSON lines when FILE ends in .json or .jsonl")
     _common(predict)
     report = sub.add_parser("report", help="draw the report of a run again from what MLflow keeps of it, "
-                            "into <paths.reports>/RUN_ID/", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            "into <paths.reports>/RUN_ID/", formatter_class=_Formatter, epilog=_examples("report"))
     report.add_argument("run_id", help="the MLflow parent run id (printed at the end of automl run)")
     _common(report)
     return parser
+
+
+def _examples(command: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[command])
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -213,16 +235,28 @@ def _params(args: argparse.Namespace, params: PipelineParams) -> int:
 
 
 def _predict(args: argparse.Namespace, params: PipelineParams) -> int:
+    """Lines on stdout as they come (tab-separated, or JSON with --json); with --output, one file written
+    when all are done: CSV, or JSON lines when its name ends in .json or .jsonl."""
     from automl.export.predict import ExportedModel, image_files
+    from automl.fileio import write_csv, write_text
     from tasks.registry import model_folder
 
     model = ExportedModel(model_folder(args.model, params))
+    rows = []
     for found in model.predict_files(image_files(args.inputs)):
-        path = found.path
-        if args.json:
-            print(json.dumps({"path": str(path), "label": found.label, "probability": round(found.probability, 6)}))
+        row = {"path": str(found.path), "label": found.label, "probability": round(found.probability, 6)}
+        if args.output:
+            rows.append(row)
+        elif args.json:
+            print(json.dumps(row))
         else:
-            print(f"{path}\t{found.label}\t{found.probability:.4f}")
+            print(f"{found.path}\t{found.label}\t{found.probability:.4f}")
+    if args.output:
+        if Path(args.output).suffix in (".json", ".jsonl"):
+            write_text(args.output, "".join(json.dumps(row) + "\n" for row in rows))
+        else:
+            write_csv(args.output, ["path", "label", "probability"], rows)
+        print(f"{len(rows)} predictions written to {args.output}")
     return 0
 
 

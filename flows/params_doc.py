@@ -53,6 +53,8 @@ HELP = {
     "search.operations": "allowed morphs, comma-separated ('' = all): deeper_conv,deeper_dense,wider_conv,"
                          "wider_dense,skip_add,skip_concat,shrink_remove,shrink_narrow",
     "search.max_memory_mb": "training memory per candidate; 0 = 80% of free GPU memory, or 25% of RAM on CPU",
+    "search.root_share": ("share of the search time the seed network trains for; children grow from it "
+                          "(0 = like any)"),
     "final_fit.retrain": "true: re-initialize the best architecture; false: continue its weights",
     "final_fit.epochs": "epochs of the final fit on train+val (no validation left); 0 = twice a candidate's",
     "final_fit.time_limit": "seconds the final fit may take (it anneals to that end); 0 = no limit",

@@ -113,7 +113,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
         while candidates and time.time() < deadline:
             upcoming = pool.submit(ask)
             with clock("train_batch"):
-                records = train_batch(candidates, deadline)
+                records = train_batch(candidates, batch_deadline(candidates, deadline))
             with clock("searcher_wait"):
                 proposals = upcoming.result()
             with clock("tell"):
@@ -134,3 +134,10 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
     failed = sum(r.status is Status.FAILED for r in records)
     store.log(f"search ended ({stopped}): {len(records)} candidates, {failed} failed, {time.time() - began:.0f}s")
     return SearchSummary(store.best(), len(records), failed, time.time() - began, clock.rounded(), stopped)
+
+
+def batch_deadline(candidates: list[Candidate], deadline: float) -> float:
+    """When a batch must end: the search's deadline, or earlier for a candidate that trains to its
+    ``budget_share`` of the time left (the seed network under ``search.root_share``)."""
+    share = min((c.budget_share for c in candidates if c.until_deadline), default=1.0)
+    return deadline if share >= 1 else time.time() + share * max(0.0, deadline - time.time())

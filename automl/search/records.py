@@ -48,7 +48,8 @@ class Reasoning:
 @dataclass(frozen=True)
 class Candidate:
     """One architecture to train: where it came from, why it was chosen, and how long to train it
-    (``until_deadline``: for the whole remaining budget instead of to patience)."""
+    (``until_deadline``: to a deadline instead of to patience, at ``budget_share`` of the search's
+    remaining time: 1 = its end)."""
 
     id: int
     graph: Graph
@@ -56,16 +57,18 @@ class Candidate:
     operation: str | None = None  # the morphism(s) that made it from its parent; None for the seed
     reasoning: Reasoning = field(default_factory=Reasoning)
     until_deadline: bool = False
+    budget_share: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "graph": self.graph.to_dict(), "parent_id": self.parent_id,
                 "operation": self.operation, "reasoning": dataclasses.asdict(self.reasoning),
-                "until_deadline": self.until_deadline}
+                "until_deadline": self.until_deadline, "budget_share": self.budget_share}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Candidate":
         return cls(int(d["id"]), Graph.from_dict(d["graph"]), d.get("parent_id"), d.get("operation"),
-                   Reasoning(**d.get("reasoning", {})), bool(d.get("until_deadline", False)))
+                   Reasoning(**d.get("reasoning", {})), bool(d.get("until_deadline", False)),
+                   float(d.get("budget_share", 1.0)))
 
 
 @dataclass(frozen=True)

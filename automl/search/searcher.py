@@ -74,6 +74,8 @@ class Searcher(ABC):
         for graph, parent_id, operation, reasoning in proposals[:n]:
             reasoning = replace(reasoning, estimated_memory_mb=round(self.memory_mb(graph), 1))
             candidate = Candidate(self.next_id, graph, parent_id, operation, reasoning, self.until_deadline)
+            if candidate.id == 1 and self.config.root_share and not self.until_deadline:  # a converged root
+                candidate = replace(candidate, until_deadline=True, budget_share=self.config.root_share)
             self.next_id += 1
             self.pending[candidate.id] = candidate
             out.append(candidate)

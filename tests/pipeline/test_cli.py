@@ -18,6 +18,10 @@ def test_help_lists_commands_and_defaults():
     assert "--set KEY=VALUE" in run.stdout and "--csv" in run.stdout and "automl params" in run.stdout
     flat = " ".join(run.stdout.split())
     assert flat.count("(default: ") >= 6 and "(default: params.yaml)" in flat
+    for command in ("run", "check", "serve", "stage", "params", "predict", "report"):  # each its own examples
+        assert f"examples:\n  automl {command}" in automl(command, "--help").stdout
+    stage = automl("stage", "foo")
+    assert stage.returncode == 2 and "invalid choice: 'foo' (choose from 'ingest'" in stage.stderr
 
 
 def test_params_lists_every_param_with_its_default_value_and_meaning():

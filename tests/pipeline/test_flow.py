@@ -154,7 +154,7 @@ def test_the_run_writes_its_report_logs_it_to_mlflow_and_automl_report_draws_it_
 
 
 @pytest.mark.slow
-def test_automl_predict_labels_images_with_the_exported_and_the_registered_model(flow_run, capsys):
+def test_automl_predict_labels_images_with_the_exported_and_the_registered_model(flow_run, capsys, tmp_path):
     params, result, _ = flow_run
     with Path(params.paths.work, "split", "test.csv").open() as handle:
         truth = {row["filename"]: row["label"] for row in csv.DictReader(handle)}
@@ -170,6 +170,14 @@ def test_automl_predict_labels_images_with_the_exported_and_the_registered_model
     assert accuracy == pytest.approx(result["metrics"]["test_accuracy"], abs=0.05)
     assert main(["predict", params.paths.work, str(images)]) == 2  # not a model folder: a clear error
     assert "no model.torchscript.pt" in capsys.readouterr().err
+    for name in ("predictions.csv", "predictions.jsonl"):
+        assert main(["predict", params.paths.export, *[str(images / n) for n in truth], "--output",
+                     str(tmp_path / name)]) == 0
+        assert capsys.readouterr().out == f"80 predictions written to {tmp_path / name}\n"
+    with open(tmp_path / "predictions.csv", newline="") as handle:
+        rows = [{**r, "probability": float(r["probability"])} for r in csv.DictReader(handle)]
+    assert rows == [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert rows == outputs[0]
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 
 import pytest
 
@@ -157,6 +158,22 @@ def test_only_the_initial_strategy_trains_its_candidate_until_the_deadline():
     for name in STRATEGY_CLASSES:
         (c,) = make_searcher(name, SHAPE, CLASSES).ask(1)
         assert c.until_deadline == (name == "initial")
+
+
+def test_root_share_trains_the_seed_network_to_that_share_of_the_time_and_children_as_usual():
+    from dataclasses import replace
+
+    from automl.search.loop import batch_deadline
+
+    for name in STRATEGY_CLASSES:
+        searcher = make_searcher(name, SHAPE, CLASSES, config=replace(FAST, root_share=0.5))
+        (root,) = searcher.ask(1)
+        assert root.until_deadline and root.budget_share == (1.0 if name == "initial" else 0.5)
+        searcher.tell(root.id, fake_result(root))
+        assert not any(c.until_deadline for c in searcher.ask(2))
+    now = time.time()
+    assert now + 49 <= batch_deadline([replace(root, budget_share=0.5)], now + 100) <= now + 51
+    assert batch_deadline([replace(root, until_deadline=False, budget_share=0.5)], now + 100) == now + 100
 
 
 def synthetic_accuracy(graph) -> float:
