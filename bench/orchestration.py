@@ -32,7 +32,7 @@ def run_flow(minutes: float, image_size: int, folder: Path) -> tuple[dict, float
 
     for key, value in {**QUIET_ENV, "PREFECT_LOGGING_LEVEL": "WARNING"}.items():
         os.environ.setdefault(key, value)
-    from automl.fileio import read_json
+    from automl.search.store import CandidateStore
     from flows.pipeline import run_pipeline
     from tasks.settings import PipelineParams
 
@@ -48,7 +48,7 @@ def run_flow(minutes: float, image_size: int, folder: Path) -> tuple[dict, float
         result = run_pipeline(params, quiet=True)
     finally:
         os.chdir(cwd)
-    records = [read_json(p) for p in sorted((folder / "artifacts/search/candidates").glob("*/record.json"))]
+    records = [r.to_dict() for r in CandidateStore(folder / "artifacts/search").records()]  # with their clock
     return result, called, records
 
 

@@ -25,7 +25,7 @@ from automl.training.trainer import predict_logits
 from tasks import tracking
 from tasks.data import load_preprocessor, load_split, work_dir
 from tasks.model import load_final
-from tasks.search import parent_run_of
+from tasks.search import parent_run_of, search_summary
 from tasks.settings import PipelineParams
 
 DATA_FILE = "report_data.json"
@@ -50,7 +50,7 @@ def collect(params: PipelineParams, run_id: str) -> dict[str, Any]:
     names, _ = read_labels_csv(work_dir(params, "split", "test.csv"))
     folder = Path(params.data.images)
     metrics = read_json(Path(params.paths.work, "metrics.json"))
-    best = read_json(work_dir(params, "search", "best.json"))
+    best = search_summary(params)
     summary = {"test accuracy": metrics["test_accuracy"], "test images": metrics["test_size"],
                "candidates": best["n_candidates"], "failed candidates": best["n_failed"],
                "best candidate": f"#{best['best_id']} (validation accuracy {best['best_val_accuracy']:.4f})",
@@ -97,7 +97,7 @@ def regenerate(params: PipelineParams, run_id: str) -> dict[str, Any]:
 def write_plot_data(params: PipelineParams, data: dict[str, Any]) -> None:
     """``trajectory.csv`` and ``predictions.csv`` under ``paths.work/report/`` for ``dvc plots``."""
     out = work_dir(params, "report")
-    fields = ["candidate", "seconds", "val_accuracy", "best_so_far"]
+    fields = ["finished", "candidate", "val_accuracy", "best_so_far"]  # no seconds: a re-run writes the same file
     write_csv(out / "trajectory.csv", fields, [p for p in trajectory(data["candidates"]) if not p.get("failure")])
     matrix, classes = np.asarray(data["confusion"]), data["classes"]
     pairs = [{"actual": classes[i], "predicted": classes[j]} for i in range(len(classes))

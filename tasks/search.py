@@ -24,6 +24,8 @@ from tasks import tracking
 from tasks.data import load_preprocessor, load_tensors, work_dir
 from tasks.settings import PipelineParams
 
+SEARCH_RUN_FILE = "search_run.json"  # the search's MLflow run: a clock file, named in .dvcignore
+
 
 @functools.lru_cache(maxsize=2)
 def _cached_tensors(work: str, mtime: float) -> TensorData:
@@ -93,16 +95,25 @@ def run_search_step(params: PipelineParams, parent_run_id: str | None = None,
         summary = session.run(start, make_trainer(session.params, parent_run_id))  # the protocol sized from the data
     best = session.best(summary)
     result = {"best_id": best.id, "best_val_accuracy": best.val_accuracy,
-              "n_candidates": summary.n_candidates, "n_failed": summary.n_failed,
-              "search_seconds": session.store.spent()}
+              "n_candidates": summary.n_candidates, "n_failed": summary.n_failed}
+    write_json(root / "best.json", result)  # no seconds: a re-run that finds the same search writes the same file
+    write_json(root / SEARCH_RUN_FILE, {"parent_run_id": parent_run_id})
+    result["search_seconds"] = session.store.spent()
     tracking.log_metrics(params, parent_run_id, tracking.search_metrics(result))
-    result.update(timing=summary.timing, parent_run_id=parent_run_id)
-    write_json(root / "best.json", result)
-    return result
+    return {**result, "timing": summary.timing, "parent_run_id": parent_run_id}
+
+
+def search_summary(params: PipelineParams) -> dict[str, Any]:
+    """The saved search's ``best.json``, the seconds it spent and its MLflow run (0 and none where DVC
+    checked the store out without its clock files)."""
+    store = session_of(params).store
+    run = store.root / SEARCH_RUN_FILE
+    return {**read_json(store.root / "best.json"), "search_seconds": store.spent(),
+            "parent_run_id": read_json(run)["parent_run_id"] if run.is_file() else None}
 
 
 def parent_run_of(params: PipelineParams, stage: str) -> str:
     """The parent run ``stage``, a step after the search, logs into (see ``tracking.open_parent_run``)."""
     evaluated = Path(params.paths.work, "metrics.json")
-    return tracking.open_parent_run(params, stage, read_json(work_dir(params, "search", "best.json")),
+    return tracking.open_parent_run(params, stage, search_summary(params),
                                     read_json(evaluated) if evaluated.is_file() else None)

@@ -53,6 +53,7 @@ URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
 RUN_FILE = "mlflow_run.json"  # under paths.work, beside the stage outputs but none of them (it names a run)
+AFTER_EVALUATE = ("report", "export")  # the stages that run after evaluate, in dvc.yaml and the flow
 
 
 def tracking_uri(params: PipelineParams) -> str:
@@ -140,13 +141,16 @@ def open_parent_run(params: PipelineParams, stage: str, search: Mapping[str, Any
     (``dvc exp run -S final_fit.epochs=50``) gets its own parent run instead of writing into an earlier one.
     A new one is tagged with the search's run (``automl.search_run_id``: the candidate runs are its
     children) and gets the search's summary and the current ``evaluation`` (``metrics.json``): DVC skips
-    ``evaluate`` when the final model came out the same, and the run must still show its test accuracy."""
+    ``evaluate`` when the final model came out the same, and the run must still show its test accuracy
+    (so does the recorded run, when a stage after ``evaluate`` finds that it never logged into it)."""
     run = recorded_run(params)
-    if run.get("parent_run_id") and stage not in run.get("stages", []):
-        record_run(params, {**run, "stages": [*run.get("stages", []), stage]})
+    if run.get("parent_run_id") and stage not in (stages := run.get("stages", [])):
+        record_run(params, {**run, "stages": [*stages, stage]})
         client_for(params).update_run(run["parent_run_id"], "RUNNING")
+        if evaluation and stage in AFTER_EVALUATE and "evaluate" not in stages:  # DVC found it in its run cache
+            log_metrics(params, run["parent_run_id"], evaluation_metrics(evaluation))
         return run["parent_run_id"]
-    run_id = start_parent_run(params, {"automl.search_run_id": str(search.get("parent_run_id", ""))}, stage)
+    run_id = start_parent_run(params, {"automl.search_run_id": search.get("parent_run_id") or ""}, stage)
     log_metrics(params, run_id, {**search_metrics(search), **(evaluation_metrics(evaluation) if evaluation else {})})
     return run_id
 

@@ -23,22 +23,24 @@ LAYER_COLOURS = {"conv": "#9ecae1", "batchnorm": "#e0e0e0", "relu": "#f0f0f0", "
 
 
 def trajectory(points: list[dict[str, Any]]) -> Figure:
-    """Validation accuracy of each candidate against the time it finished, the best-so-far line, and
-    failed candidates as red crosses on the x axis (``points``: ``automl.report.render.trajectory``)."""
+    """Validation accuracy of each candidate against the time it finished (its place in the order of
+    finishing when the times are not known), the best-so-far line, and failed candidates as red crosses
+    on the x axis (``points``: ``automl.report.render.trajectory``)."""
     fig, ax = plt.subplots(figsize=(8, 4))
+    x = "seconds" if all(p["seconds"] is not None for p in points) else "finished"
     ok = [p for p in points if not p.get("failure")]
     failed = [p for p in points if p.get("failure")]
     if ok:
-        xs = [p["seconds"] for p in ok]
+        xs = [p[x] for p in ok]
         ax.scatter(xs, [p["val_accuracy"] for p in ok], s=28, zorder=3, label="candidate")
         ax.step(xs, [p["best_so_far"] for p in ok], where="post", color="black", lw=1.5, label="best so far")
-        for p, x in zip(ok, xs):
-            ax.annotate(f"#{p['candidate']}", (x, p["val_accuracy"]), fontsize=7, xytext=(3, 3),
+        for p, at in zip(ok, xs):
+            ax.annotate(f"#{p['candidate']}", (at, p["val_accuracy"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
     if failed:
-        ax.scatter([p["seconds"] for p in failed], [0.0] * len(failed), marker="x", color="red", s=50, zorder=4,
+        ax.scatter([p[x] for p in failed], [0.0] * len(failed), marker="x", color="red", s=50, zorder=4,
                    label="failed")
-    ax.set_xlabel("seconds since the search started")
+    ax.set_xlabel("seconds since the search started" if x == "seconds" else "candidates finished")
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)

@@ -72,18 +72,22 @@ def candidate_row(record: CandidateRecord) -> dict[str, Any]:
 
 
 def trajectory(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Complete candidates in the order they finished: seconds since the search started (the earliest
-    finish minus its wall time, as well as the records tell), validation accuracy, best so far."""
-    done = sorted((c for c in candidates if c.get("finished_at")), key=lambda c: c["finished_at"])
-    origin = min((c["finished_at"] - (c["wall"] or 0.0) for c in done), default=0.0)
+    """Finished candidates in the order they finished, numbered (``finished``), with the seconds since
+    the search started (the earliest finish minus its wall time, as well as the records tell; None for a
+    store without its clock files, which is then in id order), validation accuracy, best so far."""
+    done = sorted((c for c in candidates if c["status"] != Status.RUNNING.value),
+                  key=lambda c: (c.get("finished_at") or 0.0, c["id"]))
+    timed = [c for c in done if c.get("finished_at")]
+    origin = min((c["finished_at"] - (c["wall"] or 0.0) for c in timed), default=0.0)
     rows, best = [], 0.0
-    for c in done:
+    for n, c in enumerate(done, 1):
+        seconds = round(c["finished_at"] - origin, 2) if c.get("finished_at") else None
         if c["status"] == Status.COMPLETE.value and c.get("val_accuracy") is not None:
             best = max(best, c["val_accuracy"])
-            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2),
+            rows.append({"finished": n, "candidate": c["id"], "seconds": seconds,
                          "val_accuracy": c["val_accuracy"], "best_so_far": best})
         elif c["status"] == Status.FAILED.value:
-            rows.append({"candidate": c["id"], "seconds": round(c["finished_at"] - origin, 2), "failure": True})
+            rows.append({"finished": n, "candidate": c["id"], "seconds": seconds, "failure": True})
     return rows
 
 

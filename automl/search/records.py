@@ -4,7 +4,9 @@ benchmarks) reads. As Optuna's ``FrozenTrial``/``TrialState`` and KerasTuner's `
 one dataclass and one status enum, never dicts assembled in several places.
 
 Records carry ``SCHEMA``: a store written by another schema is refused with a clear message instead of
-being half read.
+being half read. A record is stored as two halves (``CandidateRecord.halves``): what the data, params and
+seed decide, and what the clock adds (seconds, times, tracking run ids), so two identical runs write the
+same first half byte for byte and DVC sees the same search.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from automl.arch.graph import Graph
 from automl.errors import SearchError
 
 SCHEMA = 2  # 1: the untyped records of automl before the typed schema (no "schema" key)
+CLOCK_FIELDS = ("train_seconds", "finished_at", "timing", "tracking_run_id")  # differ between identical runs
 
 
 class Status(str, Enum):
@@ -83,7 +86,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class CandidateRecord:
-    """Everything known of one candidate; ``record.json`` in its store folder is this, as JSON."""
+    """Everything known of one candidate; ``record.json`` and ``clock.json`` in its store folder are this,
+    as JSON (see ``halves``)."""
 
     id: int
     parent_id: int | None
@@ -136,6 +140,26 @@ class CandidateRecord:
         d.update(schema=SCHEMA, status=self.status.value, reasoning=dataclasses.asdict(self.reasoning),
                  history=list(self.history))
         return d
+
+    def halves(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the record without the clock, the clock): ``CLOCK_FIELDS`` and each epoch's seconds move to
+        the second half; ``joined`` puts them back."""
+        record = self.to_dict()
+        clock = {name: record.pop(name) for name in CLOCK_FIELDS}
+        clock["epoch_seconds"] = [h.get("seconds") for h in self.history]
+        record["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in self.history]
+        return record, clock
+
+    @classmethod
+    def joined(cls, record: dict[str, Any], clock: dict[str, Any] | None, where: str = "record") -> "CandidateRecord":
+        """A record from its two halves; without the clock (a store DVC checked out keeps none) its
+        fields keep their defaults."""
+        clock = dict(clock or {})
+        seconds = clock.pop("epoch_seconds", None)
+        history = record.get("history", [])
+        if seconds and len(seconds) == len(history):
+            history = [dict(h, seconds=s) for h, s in zip(history, seconds)]
+        return cls.from_dict({**record, **clock, "history": history}, where)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "record") -> "CandidateRecord":

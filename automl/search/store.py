@@ -1,11 +1,15 @@
 """The on-disk record of a search, written so that a run killed at any instant can be resumed.
 
-``root/candidates/<id>/{graph.json, record.json, weights.pt}``, a readable ``search.log``, the
+``root/candidates/<id>/{graph.json, record.json, clock.json, weights.pt}``, a readable ``search.log``, the
 searcher's state (``searcher.json``, saved after every ask and every tell), the search seconds spent
 so far (``budget.json``), what the search was started with (``identity.json``: params and a hash
 of the data, so a resume with other data or settings is refused rather than mixed in) and the training
 protocol its candidates got (``protocol.json``).
 Every file is written atomically; weights load with ``weights_only=True`` (no pickle is executed).
+The clock's files (``CLOCK_FILES``: each record's seconds, the log, the seconds spent) are kept apart from
+what the data, params and seed decide: the project's ``.dvcignore`` leaves them out of DVC's hash, so a
+search bounded by its candidate count and re-run gives the same output hash; without them (a store DVC
+checked out) a record reads with no times.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from automl.search.records import Candidate, CandidateRecord, Status, best_of, r
 from automl.search.searcher import Searcher
 
 SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, LOG_FILE = "searcher.json", "budget.json", "identity.json", "search.log"
-PROTOCOL_FILE = "protocol.json"
+PROTOCOL_FILE, RECORD_FILE, CLOCK_FILE = "protocol.json", "record.json", "clock.json"
+CLOCK_FILES = (LOG_FILE, BUDGET_FILE, f"candidates/*/{CLOCK_FILE}")  # as .dvcignore names them
 
 
 class CandidateStore:
@@ -104,16 +109,18 @@ class CandidateStore:
         return self.finish(CandidateRecord.of(candidate, Status.FAILED, stopped="error", error=error), None)
 
     def save(self, record: CandidateRecord) -> None:
-        """The one writer of ``record.json``."""
-        write_json(self.dir(record.id) / "record.json", record.to_dict())
+        """The one writer of ``record.json`` and its ``clock.json`` (the clock first: a record on disk
+        never has an older clock than itself)."""
+        stable, clock = record.halves()
+        write_json(self.dir(record.id) / CLOCK_FILE, clock)
+        write_json(self.dir(record.id) / RECORD_FILE, stable)
 
     def record(self, candidate_id: int) -> CandidateRecord | None:
-        path = self.dir(candidate_id) / "record.json"
-        return CandidateRecord.from_dict(read_json(path), str(path)) if path.is_file() else None
+        path = self.dir(candidate_id) / RECORD_FILE
+        return _read_record(path) if path.is_file() else None
 
     def records(self) -> list[CandidateRecord]:
-        paths = sorted((self.root / "candidates").glob("*/record.json"))
-        return [CandidateRecord.from_dict(read_json(p), str(p)) for p in paths]
+        return [_read_record(p) for p in sorted((self.root / "candidates").glob(f"*/{RECORD_FILE}"))]
 
     def best(self) -> CandidateRecord | None:
         return best_of(self.records())
@@ -154,6 +161,11 @@ class CandidateStore:
     def protocol(self) -> dict[str, Any] | None:
         path = self.root / PROTOCOL_FILE
         return read_json(path) if path.is_file() else None
+
+
+def _read_record(path: Path) -> CandidateRecord:
+    clock = path.with_name(CLOCK_FILE)
+    return CandidateRecord.joined(read_json(path), read_json(clock) if clock.is_file() else None, str(path))
 
 
 def _log_line(r: CandidateRecord) -> str:

@@ -142,7 +142,7 @@ def test_the_run_writes_its_report_logs_it_to_mlflow_and_automl_report_draws_it_
     logged = {Path(a.path).name for a in client.list_artifacts(run_id, "report")}
     assert {"report.html", "report_data.json", "trajectory.png", "misclassified.png"} <= logged
     trajectory = Path(params.paths.work, "report", "trajectory.csv").read_text().splitlines()
-    assert trajectory[0] == "candidate,seconds,val_accuracy,best_so_far" and len(trajectory) >= 2
+    assert trajectory[0] == "finished,candidate,val_accuracy,best_so_far" and len(trajectory) >= 2
     assert len(Path(params.paths.work, "report", "predictions.csv").read_text().splitlines()) == 1 + 80
 
     html.unlink()

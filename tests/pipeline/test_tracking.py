@@ -91,6 +91,20 @@ def test_each_pipeline_run_logs_into_its_own_parent_run_and_a_rerun_stage_starts
     assert client.get_run(again).info.status == "RUNNING"
 
 
+def test_a_run_whose_evaluate_dvc_restored_from_its_run_cache_still_gets_the_test_accuracy(tiny_params):
+    """A deterministic search and final fit can give a model DVC has evaluated before: ``evaluate`` is
+    skipped, and the report stage logs the (restored) ``metrics.json`` into the run instead."""
+    client = MlflowClient(tiny_params.tracking.uri)
+    search_run = tracking.start_parent_run(tiny_params)
+    search = {"parent_run_id": search_run, "best_id": 1, "best_val_accuracy": 0.9, "n_candidates": 1,
+              "n_failed": 0, "search_seconds": 3.0}
+    evaluation = {"test_accuracy": 0.75, "per_class_accuracy": {"a": 0.5}}
+    assert tracking.open_parent_run(tiny_params, "final_fit", search, evaluation) == search_run
+    assert "test_accuracy" not in client.get_run(search_run).data.metrics  # metrics.json may be stale here
+    assert tracking.open_parent_run(tiny_params, "report", search, evaluation) == search_run
+    assert client.get_run(search_run).data.metrics["test_accuracy"] == 0.75
+
+
 def test_under_dvc_the_default_store_is_at_the_repo_root_with_the_experiment_named(tmp_path):
     """DVC sets DVC_ROOT to the user's repo even for a queued or temporary experiment run in a copy."""
     environ = {"DVC_ROOT": str(tmp_path / "repo"), "DVC_EXP_NAME": "tidy-fern", "DVC_EXP_BASELINE_REV": "abc123"}

@@ -9,6 +9,7 @@ from PIL import Image
 
 from automl.arch.graph import initial_graph
 from automl.arch.morph import apply_morph, possible_morphs
+from automl.report import plots
 from automl.report.render import PICTURES, SECTIONS, candidate_row, render, report_data, trajectory
 from automl.search.records import CandidateRecord, Reasoning, Status
 
@@ -66,6 +67,14 @@ def test_the_trajectory_counts_from_the_search_start_and_keeps_the_best_so_far()
     assert [r["candidate"] for r in rows] == [1, 2, 3, 4]
     assert [r["seconds"] for r in rows] == [3.0, 7.0, 8.0, 12.0]  # the first started at 1000.0
     assert [r.get("best_so_far") for r in rows] == [0.6, 0.8, None, 0.8] and rows[2]["failure"]
+
+
+def test_without_the_clock_files_the_trajectory_is_in_id_order_and_still_drawn():
+    """A store DVC checked out has no ``clock.json``: the records read without times."""
+    rows = trajectory([candidate_row(r.replace(finished_at=None, timing={})) for r in reversed(records())])
+    assert [r["candidate"] for r in rows] == [1, 2, 3, 4] and [r["finished"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["seconds"] is None for r in rows)
+    assert plots.trajectory(rows).axes[0].get_xlabel() == "candidates finished"
 
 
 def test_mathtext_labels_and_an_image_gone_since_the_split_still_give_a_report(tmp_path):

@@ -7,8 +7,10 @@ import pickle
 import pytest
 import torch
 
+from automl.arch.graph import initial_graph
 from automl.fileio import atomic_dir, atomic_path, write_json
-from automl.search.store import load_weights, save_weights
+from automl.search.records import Candidate, Status
+from automl.search.store import CandidateStore, load_weights, save_weights
 
 
 class Payload:
@@ -52,3 +54,25 @@ def test_a_crash_while_filling_a_folder_keeps_the_previous_folder(tmp_path):
     assert [p.name for p in folder.iterdir()] == ["a.png"] and [p.name for p in tmp_path.iterdir()] == ["images"]
     write_json(tmp_path / "state.json", {"ok": True})
     assert (tmp_path / "state.json").read_text().endswith("}\n")
+
+
+def test_a_record_keeps_its_clock_apart_and_reads_back_whole_or_without_it(tmp_path):
+    """Two identical runs differ only in seconds and times: those go to ``clock.json`` (left out of DVC's
+    hash by ``.dvcignore``), so ``record.json`` is the same bytes; a store without its clock still reads."""
+    store = CandidateStore(tmp_path)
+    candidate = Candidate(1, initial_graph((1, 8, 8), 3))
+    history = ({"epoch": 1, "train_loss": 0.5, "val_accuracy": 0.7, "val_loss": 0.9, "seconds": 1.25},)
+    record = store.start(candidate).replace(status=Status.COMPLETE, val_accuracy=0.7, history=history,
+                                            train_seconds=1.3, timing={"wall": 1.4}, tracking_run_id="abc")
+    store.save(record)
+    assert store.record(1) == record
+    first = (store.dir(1) / "record.json").read_bytes()
+    store.save(record.replace(train_seconds=9.0, finished_at=123.0, timing={"wall": 9.5}, tracking_run_id="other",
+                              history=(dict(history[0], seconds=8.0),)))
+    assert (store.dir(1) / "record.json").read_bytes() == first
+    assert b"seconds" not in first and b"abc" not in first
+    (store.dir(1) / "clock.json").unlink()
+    bare = store.record(1)
+    assert bare.val_accuracy == 0.7 and bare.finished_at is None and bare.train_seconds == 0.0
+    assert bare.history == ({"epoch": 1, "train_loss": 0.5, "val_accuracy": 0.7, "val_loss": 0.9},)
+
