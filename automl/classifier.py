@@ -180,8 +180,8 @@ class ImageClassifier:
     def _tensors(self, x_tr: list, y_tr: np.ndarray, x_val: list | None = None,
                  y_val: np.ndarray | None = None) -> TensorData:
         pp = self.preprocessor
-        val = (pp.transform(x_val), pp.encode(y_val)) if x_val is not None else (None, None)
-        return TensorData(pp.transform(x_tr), pp.encode(y_tr), *val)
+        val = (pp.images(x_val), pp.encode(y_val)) if x_val is not None else (None, None)
+        return TensorData(pp.images(x_tr), pp.encode(y_tr), *val)
 
     def _use(self, graph: Graph, state: dict[str, torch.Tensor]) -> None:
         self.graph = graph

@@ -13,19 +13,21 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from automl.data.embedded import write_default_dataset
-from automl.data.images import Progress, plain, read_rows_images
+from automl.data.images import Progress, as_image_list, plain, read_rows_images
 from automl.data.labels import Row, read_labels_csv
-from automl.data.preprocess import Preprocessor
+from automl.data.pixels import Moments, Pixels, open_cache, write_cache
+from automl.data.preprocess import Preprocessor, channels_of, to_pixels
 from automl.data.split import stratified_split
 from automl.data.validate import CheckedDataset, check_dataset
 from automl.fileio import atomic_path, read_json, write_json, write_npz
 from automl.report.progress import bar
-from automl.training.protocol import image_size_for
+from automl.training.protocol import auto_image_size
 from automl.training.trainer import TensorData
 from tasks.settings import PipelineParams
 
 SPLITS = ("train", "val", "test")
 DATA_ROOT = "data"
+CHUNK = 512  # images decoded at a time by the preprocess step
 
 
 def work_dir(params: PipelineParams, *parts: str) -> Path:
@@ -87,31 +89,59 @@ def split_rows(params: PipelineParams, name: str) -> list[Row]:
 
 @task(name="preprocess", cache_policy=NO_CACHE)
 def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
-    """Decode and resize every image once; normalize with training-split statistics; save tensors."""
+    """Decode, convert and resize every image once, a chunk at a time, into a uint8 pixel cache per split
+    (``preprocessed/<split>.npy``, memory-mapped by training) with its labels; normalization statistics
+    from the training split only. Memory stays within a chunk of decoded images whatever the dataset."""
     progress = plain if quiet else bar
     rows = {s: split_rows(params, s) for s in SPLITS}
-    raw = {s: (read_rows_images(r, Path(params.data.images), Path(params.data.csv), progress), [x.label for x in r])
-           for s, r in rows.items()}
-    images, labels = raw["train"]
-    pre = Preprocessor.fit(images, labels, image_size_for(params.preprocess.image_size, list(images), params.train))
-    out = work_dir(params, "preprocessed")
-    for name, (x, y) in raw.items():
-        write_npz(out / f"{name}.npz", x=pre.transform(x).numpy(), y=pre.encode(y).numpy())
+    folder, csv_path = Path(params.data.images), Path(params.data.csv)
+    channels, native = survey(rows["train"], folder, csv_path, progress)
+    size = params.preprocess.image_size or auto_image_size(native, len(rows["train"]), params.train)
+    out, moments = work_dir(params, "preprocessed"), Moments()
+    for name, split in rows.items():
+        chunks = (to_pixels(read_rows_images(split[start : start + CHUNK], folder, csv_path), channels, size)
+                  for start in progress(range(0, len(split), CHUNK), f"caching {name} pixels", "chunks"))
+        if name == "train":
+            chunks = map(moments.add, chunks)
+        with atomic_path(out / f"{name}.npy") as tmp:
+            write_cache(tmp, (len(split), channels, size, size), chunks)
+    mean, std = moments.result()
+    pre = Preprocessor.of([r.label for r in rows["train"]], size, channels, mean, std)
+    for name, split in rows.items():
+        write_npz(out / f"{name}_labels.npz", y=pre.encode([r.label for r in split]).numpy())
     write_json(out / "preprocessor.json", pre.to_dict())
     return {"classes": pre.classes, "channels": pre.channels, "image_size": pre.image_size}
+
+
+def survey(rows: list[Row], folder: Path, csv_path: Path, progress: Progress = plain) -> tuple[int, int]:
+    """(channels, native size) of the training images (``channels_of``, ``native_size``), decoding them
+    a chunk at a time: what the cache is built at, known before any of it is written."""
+    colour, sides = False, []
+    for start in progress(range(0, len(rows), CHUNK), f"surveying {csv_path.name}", "chunks"):
+        images = as_image_list(read_rows_images(rows[start : start + CHUNK], folder, csv_path))
+        colour = colour or channels_of(images) == 3
+        sides += [min(img.shape[:2]) for img in images]
+    return (3 if colour else 1), int(np.median(sides))
 
 
 def load_preprocessor(params: PipelineParams) -> Preprocessor:
     return Preprocessor.from_dict(read_json(work_dir(params, "preprocessed", "preprocessor.json")))
 
 
-def load_split(work: str | Path, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(Path(work, "preprocessed", f"{name}.npz"), allow_pickle=False) as data:
-        return torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+def load_split(work: str | Path, name: str) -> tuple[Pixels, torch.Tensor]:
+    """One split's pixel cache (memory-mapped, normalized as it is read) and its class indices."""
+    folder = Path(work, "preprocessed")
+    pre = Preprocessor.from_dict(read_json(folder / "preprocessor.json"))
+    with np.load(folder / f"{name}_labels.npz", allow_pickle=False) as data:
+        labels = torch.from_numpy(data["y"])
+    return Pixels((open_cache(folder / f"{name}.npy"),), tuple(pre.mean), tuple(pre.std)), labels
 
 
 def load_tensors(work: str | Path, train: tuple[str, ...] = ("train",), val: str | None = "val") -> TensorData:
-    """Training tensors from the named splits (concatenated) and an optional validation split."""
+    """Training data from the named splits (joined, not copied) and an optional validation split."""
     parts = [load_split(work, name) for name in train]
     x_val, y_val = load_split(work, val) if val else (None, None)
-    return TensorData(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), x_val, y_val)
+    x = parts[0][0]
+    for more, _ in parts[1:]:
+        x = x.joined(more)
+    return TensorData(x, torch.cat([p[1] for p in parts]), x_val, y_val)

@@ -1,7 +1,7 @@
 """Candidates trained by workers that may not share the driver's disk (process and Dask runners).
 
 Nothing travels by path: the driver publishes the preprocessed training data to the pipeline's
-MLflow parent run once; a worker fetches it (once per process), fetches the parent candidate's graph
+MLflow parent run once; a worker fetches it (once per machine and run), fetches the parent candidate's graph
 and weights from that candidate's MLflow run into a temporary store, trains, and its MLflow logger
 uploads the new weights. The driver then copies the weights into its own store, so the final fit,
 resume and the report read the same files whichever runner trained the candidates.
@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from automl.fileio import atomic_dir
 from automl.search.records import Candidate, CandidateRecord, Status
 from automl.search.store import CandidateStore
 from automl.training.trainer import TensorData
@@ -27,7 +28,7 @@ from tasks.search import train_with_tracking
 from tasks.settings import PipelineParams
 
 DATA_ARTIFACTS = "data/preprocessed"
-DATA_FILES = ("train.npz", "val.npz")
+DATA_FILES = ("train.npy", "train_labels.npz", "val.npy", "val_labels.npz", "preprocessor.json")
 
 
 def publish_data(params: PipelineParams, parent_run_id: str) -> None:
@@ -41,11 +42,13 @@ def publish_data(params: PipelineParams, parent_run_id: str) -> None:
 
 @functools.lru_cache(maxsize=2)
 def fetched_tensors(tracking_uri: str, parent_run_id: str) -> TensorData:
-    """The parent run's training data, downloaded once per worker process and kept in memory."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="automl-data-") as work:
-        client.download_artifacts(parent_run_id, DATA_ARTIFACTS, work)
-        return load_tensors(work)
+    """The parent run's training data, downloaded once per machine and run into the system's temporary
+    folder (``automl-data/<run id>``) and memory-mapped from there, as the driver reads its own cache."""
+    folder = Path(tempfile.gettempdir(), "automl-data", parent_run_id)
+    if not folder.is_dir():  # complete when it has its name
+        atomic_dir(folder, lambda work: MlflowClient(tracking_uri=tracking_uri).download_artifacts(
+            parent_run_id, DATA_ARTIFACTS, str(work)))
+    return load_tensors(folder)  # MLflow downloads the artifact folder by its last name: preprocessed/
 
 
 def candidate_run(client: MlflowClient, parent_run_id: str, candidate_id: int) -> str:

@@ -76,7 +76,7 @@ def session_of(params: PipelineParams) -> SearchSession:
 
 def tensors(params: PipelineParams) -> TensorData:
     work = params.paths.work
-    return _cached_tensors(work, Path(work, "preprocessed", "train.npz").stat().st_mtime)
+    return _cached_tensors(work, Path(work, "preprocessed", "train.npy").stat().st_mtime)
 
 
 def run_search_step(params: PipelineParams, parent_run_id: str | None = None,

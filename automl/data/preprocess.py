@@ -1,4 +1,4 @@
-"""Preprocessing: channel conversion, resize and normalization, defined once as a torch module.
+"""Preprocessing: channel conversion, antialiased resize and normalization, defined once as a torch module.
 
 Why one module: the library (training, ``predict``) and every exported artifact (TorchScript, ONNX,
 MLflow pyfunc) run this same code, so their predictions cannot drift apart. Normalization statistics
@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from automl.data.images import ImageBatch, as_image_list
+from automl.data.pixels import Pixels, statistics
 from automl.errors import DataError, NotFittedError
 
-_STATS_CHUNK = 1024
+ADAPT_CHUNK = 64  # images converted and resized at a time, in float32
 
 
 class InputAdapter(nn.Module):
@@ -36,13 +36,36 @@ class InputAdapter(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.pixels(x) / 255.0 - self.mean) / self.std
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """The channel conversion and the antialiased resize, values still 0..255 (float)."""
         x = x.float()
         if self.channels == 1:
             x = x.mean(dim=1, keepdim=True)
         else:
             x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return (x / 255.0 - self.mean) / self.std
+        return resize(x, self.size)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, size, size) by antialiased bilinear resampling, as PIL's ``BILINEAR`` and
+    ``F.interpolate(..., antialias=True)`` do it: each output pixel averages the input pixels under a
+    triangle as wide as the scale, so shrinking a large photo keeps no aliasing artifacts. Written as two
+    weight matrices built from the input's own shape, so the traced TorchScript and the ONNX export (whose
+    opset has no antialiased resize that matches) take any H and W and compute the same numbers."""
+    rows = _resampling(torch.ones_like(x[0, 0, :, 0]).cumsum(0) - 0.5, size)
+    cols = _resampling(torch.ones_like(x[0, 0, 0, :]).cumsum(0) - 0.5, size)
+    return torch.einsum("ih,nchw,jw->ncij", rows, x, cols)
+
+
+def _resampling(centres: torch.Tensor, size: int) -> torch.Tensor:
+    """(size, n) weights from the ``n`` input pixels' centres (0.5, 1.5, ...): a triangle filter of
+    half-width max(scale, 1) around each output pixel's centre, each row summing to 1."""
+    scale = (centres[-1] + 0.5) / size
+    out = (torch.arange(size, dtype=torch.float32, device=centres.device) + 0.5) * scale
+    weights = torch.relu(1 - (centres[None, :] - out[:, None]).abs() / torch.clamp(scale, min=1.0))
+    return weights / weights.sum(1, keepdim=True)
 
 
 def image_to_chw(img: np.ndarray) -> np.ndarray:
@@ -66,22 +89,24 @@ def native_size(images: list[np.ndarray]) -> int:
     return int(np.median([min(np.shape(img)[:2]) for img in images]))
 
 
-def adapt_images(adapter: nn.Module, x: ImageBatch) -> torch.Tensor:
-    """Run the adapter over images of any sizes, batching those that share a shape."""
+def to_pixels(x: ImageBatch, channels: int, size: int) -> np.ndarray:
+    """Images of any sizes -> uint8 (N, channels, size, size): converted, resized (antialiased), rounded.
+    ``ADAPT_CHUNK`` images at a time, batching those that share a shape: only that many are ever float32,
+    so the resize's working memory stays small beside the uint8 result."""
     images = as_image_list(x)
     if not images:
         raise DataError("no images given.")
-    out: list[torch.Tensor | None] = [None] * len(images)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    chw = [image_to_chw(img) for img in images]
-    for i, arr in enumerate(chw):
-        groups.setdefault(arr.shape, []).append(i)
+    adapter = InputAdapter(channels, size, [0.0] * channels, [1.0] * channels)
+    out = np.empty((len(images), channels, size, size), dtype=np.uint8)
     with torch.no_grad():
-        for idx in groups.values():
-            batch = adapter(torch.from_numpy(np.stack([chw[i] for i in idx])))
-            for j, i in enumerate(idx):
-                out[i] = batch[j]
-    return torch.stack(out)  # type: ignore[arg-type]
+        for start in range(0, len(images), ADAPT_CHUNK):
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i in range(start, min(start + ADAPT_CHUNK, len(images))):
+                groups.setdefault(np.shape(images[i]), []).append(i)
+            for idx in groups.values():
+                batch = torch.from_numpy(np.stack([image_to_chw(images[i]) for i in idx]))
+                out[idx] = adapter.pixels(batch).round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
 
 
 @dataclass(frozen=True)
@@ -101,26 +126,26 @@ class Preprocessor:
         labels = _to_python(np.asarray(y))
         if len(images) != len(labels):
             raise DataError(f"got {len(images)} images but {len(labels)} labels.")
-        channels = channels_of(images)
-        raw = InputAdapter(channels, image_size, [0.0] * channels, [1.0] * channels)
-        total = torch.zeros(channels, dtype=torch.float64)
-        total_sq = torch.zeros(channels, dtype=torch.float64)
-        for start in range(0, len(images), _STATS_CHUNK):
-            t = adapt_images(raw, images[start : start + _STATS_CHUNK]).double()
-            total += t.sum(dim=(0, 2, 3))
-            total_sq += (t * t).sum(dim=(0, 2, 3))
-        n = len(images) * image_size * image_size
-        mean = total / n
-        std = (total_sq / n - mean * mean).clamp_min(1e-12).sqrt().clamp_min(1e-3)
+        mean, std = statistics([to_pixels(images, channels_of(images), image_size)])
+        return cls.of(labels, image_size, channels_of(images), mean, std)
+
+    @classmethod
+    def of(cls, labels: list[Any], image_size: int, channels: int, mean: list[float],
+           std: list[float]) -> "Preprocessor":
+        """From the statistics of training pixels (``automl.data.pixels.statistics``) and their labels."""
         classes = sorted(set(labels), key=lambda v: (str(type(v)), v))
-        return cls(image_size, channels, mean.tolist(), std.tolist(), classes)
+        return cls(image_size, channels, mean, std, classes)
 
     def adapter(self) -> InputAdapter:
         return InputAdapter(self.channels, self.image_size, self.mean, self.std)
 
+    def images(self, x: ImageBatch) -> Pixels:
+        """Raw images -> their uint8 pixels at the network's size, normalized as they are read."""
+        return Pixels((to_pixels(x, self.channels, self.image_size),), tuple(self.mean), tuple(self.std))
+
     def transform(self, x: ImageBatch) -> torch.Tensor:
-        """Raw images -> normalized float tensor (N, channels, size, size)."""
-        return adapt_images(self.adapter(), x)
+        """Raw images -> normalized float tensor (N, channels, size, size), as training reads them."""
+        return self.images(x)[:]
 
     def encode(self, y: np.ndarray | list) -> torch.Tensor:
         """User labels -> class indices; an unseen label is an error naming it."""

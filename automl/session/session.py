@@ -25,6 +25,7 @@ from automl.arch.graph import Graph, initial_graph
 from automl.arch.memory import estimate_memory_mb
 from automl.arch.morph import OPERATIONS
 from automl.config import Params, TrainConfig
+from automl.data.pixels import Pixels
 from automl.errors import ConfigError, FinalFitError, SearchError
 from automl.fileio import write_text
 from automl.search.loop import BatchTrainer, SearchStart, SearchSummary, run_search, start_search
@@ -57,7 +58,9 @@ def search_identity(params: Params, data: TensorData) -> dict[str, Any]:
     """What a search depends on: its params other than ``RESUMABLE`` and a hash of its tensors."""
     digest = hashlib.sha256()
     for t in (data.x_train, data.y_train, data.x_val, data.y_val):
-        if t is not None:
+        if isinstance(t, Pixels):
+            t.digest(digest)
+        elif t is not None:
             digest.update(t.contiguous().numpy().tobytes())
     flat = {k: v for k, v in params.search_params().items() if not k.startswith(RESUMABLE)}
     return {**flat, "data_sha256": digest.hexdigest()}

@@ -48,12 +48,13 @@ class Placement:
         return x.contiguous(memory_format=torch.channels_last)
 
     def dataset(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole training set on the device when it fits in a share of free memory (one copy per
-        candidate instead of one per batch); otherwise unchanged, and batches are copied as they go."""
+        """The whole training set on the device when it is a tensor that fits in a share of free memory
+        (one copy per candidate instead of one per batch); otherwise unchanged (pixels read from their
+        cache included), and batches are copied as they go."""
         if not self.cuda:
             return x, y
         free, _ = torch.cuda.mem_get_info(self.device)
-        if x.element_size() * x.numel() > DATA_FRACTION * free:
+        if not isinstance(x, torch.Tensor) or x.element_size() * x.numel() > DATA_FRACTION * free:
             return x, y.to(self.device)
         return (x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True))
 

@@ -24,20 +24,24 @@ from torch import nn
 from automl.arch.builder import build_module
 from automl.arch.graph import Graph
 from automl.config import TrainConfig
+from automl.data.pixels import Pixels
 from automl.errors import describe_error, stops_the_run
 from automl.training.augment import augment
 from automl.training.device import Placement, place
 from automl.training.protocol import resolve
 from automl.training.schedule import LRSchedule
 
+Inputs = torch.Tensor | Pixels  # normalized inputs, or uint8 pixels normalized as batches are read
+EVAL_PIXELS = 512 * 28 * 28  # pixels per scoring batch (eval_batch_size)
+
 
 @dataclass(frozen=True)
 class TensorData:
-    """Normalized inputs (N, C, S, S) and class indices; validation may be absent (final fit)."""
+    """Inputs (N, C, S, S) and class indices; validation may be absent (final fit)."""
 
-    x_train: torch.Tensor
+    x_train: Inputs
     y_train: torch.Tensor
-    x_val: torch.Tensor | None = None
+    x_val: Inputs | None = None
     y_val: torch.Tensor | None = None
 
 
@@ -99,11 +103,11 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(want)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+def accuracy(model: nn.Module, x: Inputs, y: torch.Tensor, batch_size: int = 0) -> float:
     return scores(model, x, y, batch_size)[0]
 
 
-def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
+def scores(model: nn.Module, x: Inputs, y: torch.Tensor, batch_size: int = 0) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``model`` on ``(x, y)``."""
     logits = predict_logits(model, x, batch_size)
     return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
@@ -114,14 +118,22 @@ def class_accuracies(y_true: np.ndarray, predicted: np.ndarray, classes: Sequenc
     return {str(c): float((predicted[y_true == i] == i).mean()) for i, c in enumerate(classes) if (y_true == i).any()}
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Float32 logits on the CPU, computed on whatever device the model is on."""
+def predict_logits(model: nn.Module, x: Inputs, batch_size: int = 0) -> torch.Tensor:
+    """Float32 logits on the CPU, computed on whatever device the model is on; ``batch_size`` 0 sizes
+    the batches from the images (``eval_batch_size``)."""
+    batch_size = batch_size or eval_batch_size(x.shape)
     model.eval()
     device = next(model.parameters()).device
     memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     with torch.no_grad():
         return torch.cat([model(x[i : i + batch_size].to(device).contiguous(memory_format=memory)).float().cpu()
                           for i in range(0, len(x), batch_size)])
+
+
+def eval_batch_size(shape: Sequence[int]) -> int:
+    """Images per scoring batch: as many pixels as 512 images of 28x28, so the activations a forward pass
+    holds stay the same size at 128 px (32 images) as at 28 px (512), whatever the dataset's size."""
+    return max(1, EVAL_PIXELS // (shape[-1] * shape[-2]))
 
 
 def train_candidate(

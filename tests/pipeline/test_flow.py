@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from automl.search.store import CandidateStore
 from flows.cli import main
 from flows.pipeline import run_pipeline
+from tasks.remote import DATA_FILES
 
 PYFUNC_PREDICT = """
 import json, sys, numpy as np, mlflow
@@ -119,7 +120,7 @@ def test_a_dask_local_cluster_trains_candidates_in_two_worker_processes_through_
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     workers = {run.data.tags["automl.worker"] for run in children}
     assert len(workers) == 2 and not any(w.endswith(f":{os.getpid()}") for w in workers)
-    assert {"train.npz", "val.npz"} == {Path(a.path).name for a in client.list_artifacts(
+    assert set(DATA_FILES) == {Path(a.path).name for a in client.list_artifacts(
         parent.info.run_id, "data/preprocessed")}
     store = CandidateStore(Path(params.paths.work, "search"))
     for run in children:
