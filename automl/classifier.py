@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,23 @@ import torch
 from automl.arch.builder import build_module
 from automl.arch.graph import Graph
 from automl.config import Params, from_dict
-from automl.data.images import ImageBatch, as_image_list
+from automl.data.images import ImageBatch, ImageFiles, as_image_list
 from automl.data.images import load_image_dataset as _load_image_dataset
-from automl.data.preprocess import Preprocessor
+from automl.data.pixels import Moments, Pixels, open_cache, write_cache
+from automl.data.preprocess import Preprocessor, survey, to_pixels
 from automl.data.split import stratified_split
 from automl.errors import ConfigError, DataError, NotFittedError
 from automl.export.model import export_model
-from automl.fileio import read_json, write_json
+from automl.fileio import atomic_path, read_json, write_json
 from automl.report.progress import ConsoleProgress, bar, budget_bar
 from automl.search.store import SEARCHER_FILE
 from automl.session import SearchSession, load_network
-from automl.training.protocol import image_size_for
-from automl.training.trainer import TensorData, accuracy, predict_logits
+from automl.training.protocol import auto_image_size
+from automl.training.trainer import TensorData, predict_logits
 
 STATE_FILE = "classifier.json"
+CHUNK = 512  # images decoded and resized at a time
+Images = ImageBatch | ImageFiles  # arrays in memory, or files read a chunk at a time (load_image_dataset(lazy=True))
 
 
 class ImageClassifier:
@@ -62,10 +66,12 @@ class ImageClassifier:
         self.model: torch.nn.Module | None = None
 
     # --- search ----------------------------------------------------------------------------
-    def fit(self, x: ImageBatch, y: np.ndarray | list, time_limit: float | None = None,
-            validation_data: tuple[ImageBatch, np.ndarray | list] | None = None) -> "ImageClassifier":
+    def fit(self, x: Images, y: np.ndarray | list, time_limit: float | None = None,
+            validation_data: tuple[Images, np.ndarray | list] | None = None) -> "ImageClassifier":
         """Search architectures within ``time_limit`` seconds and keep the best model found. Candidates
-        are ranked on ``validation_data`` when given, else on a stratified ``split.val_fraction`` of ``x``."""
+        are ranked on ``validation_data`` when given, else on a stratified ``split.val_fraction`` of ``x``.
+        ``x`` from ``load_image_dataset(..., lazy=True)`` is decoded a chunk at a time into uint8 caches
+        in ``path/data/`` that training memory-maps: no more than a chunk of images is ever in memory."""
         limit = self.params.search.time_limit if time_limit is None else time_limit
         if limit <= 0:
             raise ConfigError(f"time_limit must be positive (seconds), got {time_limit}.")
@@ -75,13 +81,17 @@ class ImageClassifier:
         images, labels = _check_xy(x, y)
         if validation_data is None:
             val_idx, train_idx = stratified_split(labels, [self.params.split.val_fraction], self.params.seed)
-            pick = lambda idx: [images[i] for i in idx]  # noqa: E731
-            (x_tr, y_tr), (x_val, y_val) = (pick(train_idx), labels[train_idx]), (pick(val_idx), labels[val_idx])
+            (x_tr, y_tr), (x_val, y_val) = ((_take(images, train_idx), labels[train_idx]),
+                                            (_take(images, val_idx), labels[val_idx]))
         else:
             (x_tr, y_tr), (x_val, y_val) = (images, labels), _check_xy(*validation_data)
-        size = image_size_for(self.params.preprocess.image_size, x_tr, self.params.train)
-        self.preprocessor = Preprocessor.fit(x_tr, y_tr, size)
-        data = self._tensors(x_tr, y_tr, x_val, y_val)
+        channels, native = survey(_chunks(x_tr))
+        size = self.params.preprocess.image_size or auto_image_size(native, len(x_tr), self.params.train)
+        moments = Moments()
+        train = self._pixels(x_tr, "train", channels, size, moments)
+        self.preprocessor = Preprocessor.of(y_tr.tolist(), size, channels, *moments.result())
+        data = TensorData(self._with_stats(train), self.preprocessor.encode(y_tr),
+                          self._with_stats(self._pixels(x_val, "val", channels, size)), self.preprocessor.encode(y_val))
         session = SearchSession(self.path, self.params)
         start = session.start(data, len(self.preprocessor.classes), self.resume)
         callbacks = [ConsoleProgress(time.time() + limit - start.spent)] if self.verbose else []
@@ -92,7 +102,7 @@ class ImageClassifier:
         self._save_state(best_id=best.id)
         return self
 
-    def final_fit(self, x_train: ImageBatch, y_train: np.ndarray | list, x_test: ImageBatch | None = None,
+    def final_fit(self, x_train: Images, y_train: np.ndarray | list, x_test: Images | None = None,
                   y_test: np.ndarray | list | None = None, retrain: bool | None = None,
                   epochs: int | None = None, time_limit: float | None = None) -> dict[str, Any]:
         """Train the best architecture on all of ``x_train``: from its searched weights, or from scratch
@@ -120,23 +130,26 @@ class ImageClassifier:
         return summary
 
     # --- use -------------------------------------------------------------------------------
-    def evaluate(self, x: ImageBatch, y: np.ndarray | list) -> float:
+    def evaluate(self, x: Images, y: np.ndarray | list) -> float:
         """Accuracy of the current model on ``(x, y)``."""
         self._require_fitted()
         images, labels = _check_xy(x, y)
-        return accuracy(self.model, self.preprocessor.transform(images), self.preprocessor.encode(labels))
+        predicted = self.predict_proba(images).argmax(axis=1)
+        return float((predicted == self.preprocessor.encode(labels).numpy()).mean())
 
-    def predict_proba(self, x: ImageBatch) -> np.ndarray:
+    def predict_proba(self, x: Images) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``; images read a chunk at a time."""
         self._require_fitted()
-        logits = predict_logits(self.model, self.preprocessor.transform(x))
-        return torch.softmax(logits, dim=1).numpy()
+        images = x if isinstance(x, ImageFiles) else as_image_list(x)
+        return np.concatenate([torch.softmax(predict_logits(self.model, self.preprocessor.images(chunk)), 1).numpy()
+                               for chunk in _chunks(images)])
 
-    def predict(self, x: ImageBatch) -> np.ndarray:
+    def predict(self, x: Images) -> np.ndarray:
         """Labels in the user's own label space."""
         proba = self.predict_proba(x)
         return self.preprocessor.decode(proba.argmax(axis=1))
 
-    def score(self, x: ImageBatch, y: np.ndarray | list) -> float:
+    def score(self, x: Images, y: np.ndarray | list) -> float:
         """Accuracy, as scikit-learn's classifiers name it (``evaluate``)."""
         return self.evaluate(x, y)
 
@@ -177,11 +190,28 @@ class ImageClassifier:
         return clf
 
     # --- internals -------------------------------------------------------------------------
-    def _tensors(self, x_tr: list, y_tr: np.ndarray, x_val: list | None = None,
-                 y_val: np.ndarray | None = None) -> TensorData:
+    def _tensors(self, x: list | ImageFiles, y: np.ndarray) -> TensorData:
+        """The final fit's data: all of ``x`` at the searched input size."""
         pp = self.preprocessor
-        val = (pp.images(x_val), pp.encode(y_val)) if x_val is not None else (None, None)
-        return TensorData(pp.images(x_tr), pp.encode(y_tr), *val)
+        return TensorData(self._with_stats(self._pixels(x, "final", pp.channels, pp.image_size)), pp.encode(y))
+
+    def _pixels(self, x: list | ImageFiles, name: str, channels: int, size: int,
+                moments: Moments | None = None) -> np.ndarray:
+        """uint8 pixels of ``x``, made a chunk at a time: in memory for arrays (already there), a
+        memory-mapped cache ``path/data/<name>.npy`` for files."""
+        chunks = (to_pixels(chunk, channels, size) for chunk in _chunks(x))
+        if moments is not None:
+            chunks = map(moments.add, chunks)
+        if not isinstance(x, ImageFiles):
+            return np.concatenate(list(chunks))
+        path = self.path / "data" / f"{name}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            write_cache(tmp, (len(x), channels, size, size), chunks)
+        return open_cache(path)
+
+    def _with_stats(self, pixels: np.ndarray) -> Pixels:
+        return Pixels((pixels,), tuple(self.preprocessor.mean), tuple(self.preprocessor.std))
 
     def _use(self, graph: Graph, state: dict[str, torch.Tensor]) -> None:
         self.graph = graph
@@ -200,13 +230,13 @@ class ImageClassifier:
             raise NotFittedError("this classifier is not fitted yet; call fit first (or ImageClassifier.load).")
 
 
-def _check_xy(x: ImageBatch, y: np.ndarray | list) -> tuple[list[np.ndarray], np.ndarray]:
-    images, labels = as_image_list(x), np.asarray(y)
+def _check_xy(x: Images, y: np.ndarray | list) -> tuple[list[np.ndarray] | ImageFiles, np.ndarray]:
+    images, labels = (x if isinstance(x, ImageFiles) else as_image_list(x)), np.asarray(y)
     if labels.ndim != 1:
         raise DataError(f"labels must be one-dimensional, got shape {labels.shape}.")
     if len(images) != len(labels):
         raise DataError(f"got {len(images)} images but {len(labels)} labels.")
-    if not images:
+    if not len(images):
         raise DataError("the dataset is empty.")
     missing = [i for i, v in enumerate(labels.tolist()) if v is None or (isinstance(v, float) and v != v)]
     if missing:
@@ -216,6 +246,19 @@ def _check_xy(x: ImageBatch, y: np.ndarray | list) -> tuple[list[np.ndarray], np
 
 
 def load_image_dataset(csv_file_path: str | Path, images_path: str | Path, filename_column: str = "",
-                       label_column: str = "") -> tuple[ImageBatch, np.ndarray]:
-    """Auto-Keras's loader (``automl.data.images.load_image_dataset``), with a progress bar on a terminal."""
-    return _load_image_dataset(csv_file_path, images_path, filename_column, label_column, progress=bar)
+                       label_column: str = "", lazy: bool = False) -> tuple[Images, np.ndarray]:
+    """Auto-Keras's loader (``automl.data.images.load_image_dataset``), with a progress bar on a terminal;
+    ``lazy``: the files, decoded only when ``fit``, ``predict``... read them, a chunk at a time."""
+    return _load_image_dataset(csv_file_path, images_path, filename_column, label_column, progress=bar, lazy=lazy)
+
+
+def _take(images: list[np.ndarray] | ImageFiles, indices: np.ndarray) -> list[np.ndarray] | ImageFiles:
+    return images.subset(indices) if isinstance(images, ImageFiles) else [images[i] for i in indices]
+
+
+def _chunks(images: list[np.ndarray] | ImageFiles) -> Iterator[ImageBatch]:
+    if isinstance(images, ImageFiles):
+        yield from images.chunks(CHUNK)
+    else:
+        for start in range(0, len(images), CHUNK):
+            yield images[start : start + CHUNK]

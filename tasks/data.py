@@ -13,10 +13,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from automl.data.embedded import write_default_dataset
-from automl.data.images import Progress, as_image_list, plain, read_rows_images
+from automl.data.images import ImageFiles, Progress, plain
 from automl.data.labels import Row, read_labels_csv
 from automl.data.pixels import Moments, Pixels, open_cache, write_cache
-from automl.data.preprocess import Preprocessor, channels_of, to_pixels
+from automl.data.preprocess import Preprocessor, survey, to_pixels
 from automl.data.split import stratified_split
 from automl.data.validate import CheckedDataset, check_dataset
 from automl.fileio import atomic_path, read_json, write_json, write_npz
@@ -94,13 +94,13 @@ def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     from the training split only. Memory stays within a chunk of decoded images whatever the dataset."""
     progress = plain if quiet else bar
     rows = {s: split_rows(params, s) for s in SPLITS}
-    folder, csv_path = Path(params.data.images), Path(params.data.csv)
-    channels, native = survey(rows["train"], folder, csv_path, progress)
+    files = {name: ImageFiles(tuple(split), Path(params.data.images), Path(params.data.csv))
+             for name, split in rows.items()}
+    channels, native = survey(files["train"].chunks(CHUNK, progress, f"surveying {params.data.csv}"))
     size = params.preprocess.image_size or auto_image_size(native, len(rows["train"]), params.train)
     out, moments = work_dir(params, "preprocessed"), Moments()
-    for name, split in rows.items():
-        chunks = (to_pixels(read_rows_images(split[start : start + CHUNK], folder, csv_path), channels, size)
-                  for start in progress(range(0, len(split), CHUNK), f"caching {name} pixels", "chunks"))
+    for name, split in files.items():
+        chunks = (to_pixels(c, channels, size) for c in split.chunks(CHUNK, progress, f"caching {name} pixels"))
         if name == "train":
             chunks = map(moments.add, chunks)
         with atomic_path(out / f"{name}.npy") as tmp:
@@ -111,17 +111,6 @@ def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
         write_npz(out / f"{name}_labels.npz", y=pre.encode([r.label for r in split]).numpy())
     write_json(out / "preprocessor.json", pre.to_dict())
     return {"classes": pre.classes, "channels": pre.channels, "image_size": pre.image_size}
-
-
-def survey(rows: list[Row], folder: Path, csv_path: Path, progress: Progress = plain) -> tuple[int, int]:
-    """(channels, native size) of the training images (``channels_of``, ``native_size``), decoding them
-    a chunk at a time: what the cache is built at, known before any of it is written."""
-    colour, sides = False, []
-    for start in progress(range(0, len(rows), CHUNK), f"surveying {csv_path.name}", "chunks"):
-        images = as_image_list(read_rows_images(rows[start : start + CHUNK], folder, csv_path))
-        colour = colour or channels_of(images) == 3
-        sides += [min(img.shape[:2]) for img in images]
-    return (3 if colour else 1), int(np.median(sides))
 
 
 def load_preprocessor(params: PipelineParams) -> Preprocessor:

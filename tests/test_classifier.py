@@ -241,3 +241,26 @@ def test_the_mlflow_model_reads_images_from_a_dataframe_and_refuses_a_table_of_n
     assert [str(v) for v in model.predict(None, list(x_test[:3]))] == expected
     with pytest.raises(ValueError, match="expected images"):
         model.predict(None, pd.DataFrame(x_test[0]))
+
+
+def test_a_lazy_dataset_trains_from_caches_on_disk_to_the_same_model_as_arrays(tmp_path, digits_on_disk):
+    """``load_image_dataset(..., lazy=True)`` never holds the images: fit and final fit read uint8 caches
+    in ``path/data/`` by memory map, predict decodes a chunk at a time; the numbers are those of arrays."""
+    from automl import load_image_dataset
+    from automl.data.images import ImageFiles
+
+    params = ImageClassifier().params.replace(**{
+        "preprocess.image_size": 12, "train.max_epochs": 1, "train.threads": 1, "search.max_candidates": 2})
+
+    def run(lazy: bool) -> tuple[np.ndarray, float]:
+        x, y = load_image_dataset(*digits_on_disk, lazy=lazy)
+        assert isinstance(x, ImageFiles) == lazy
+        clf = ImageClassifier(path=tmp_path / str(lazy), seed=3, params=params)
+        clf.fit(x, y, time_limit=600)
+        clf.final_fit(x, y, epochs=1)
+        return clf.predict_proba(x), clf.evaluate(x, y)
+
+    (eager, eager_acc), (lazy, lazy_acc) = run(False), run(True)
+    assert sorted(p.name for p in (tmp_path / "True" / "data").iterdir()) == ["final.npy", "train.npy", "val.npy"]
+    assert not (tmp_path / "False" / "data").exists()
+    assert np.array_equal(eager, lazy) and eager_acc == lazy_acc

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,14 @@ def resolve_image_path(images_path: Path, name: str) -> Path:
 
 def load_image_dataset(
     csv_file_path: str | Path, images_path: str | Path, filename_column: str = "", label_column: str = "",
-    progress: Progress = plain,
-) -> tuple[ImageBatch, np.ndarray]:
+    progress: Progress = plain, lazy: bool = False,
+) -> tuple[ImageBatch | ImageFiles, np.ndarray]:
     """Load images and labels (Auto-Keras's function of the same name). ``progress`` wraps the files as
     they are read (the faces pass a progress bar; data knows nothing of consoles).
 
     Returns ``(x, y)``: ``x`` is one uint8 array (N, H, W[, 3]) when all images share a shape, else a
-    list of arrays; ``y`` holds the labels as strings, as written in the CSV.
+    list of arrays; with ``lazy`` it is an ``ImageFiles`` that decodes them only when read, a chunk at a
+    time (a dataset larger than memory). ``y`` holds the labels as strings, as written in the CSV.
     """
     csv_path, folder = Path(csv_file_path), Path(images_path)
     rows, problems = read_rows(csv_path, filename_column, label_column, folder if folder.is_dir() else None)
@@ -106,7 +108,30 @@ def load_image_dataset(
         raise DataError(f"{csv_path}: no data rows; add one row per image (file name, label).")
     if not folder.is_dir():
         raise DataError(f"{folder}: images folder not found (named by {csv_path}).")
-    return read_rows_images(rows, folder, csv_path, progress), np.asarray([r.label for r in rows])
+    labels = np.asarray([r.label for r in rows])
+    return (ImageFiles(tuple(rows), folder, csv_path) if lazy else read_rows_images(rows, folder, csv_path, progress),
+            labels)
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """Images named by rows of a labels CSV, decoded only when read: what a Python user passes instead of
+    arrays when the dataset does not fit in memory. Errors name the CSV's lines, as the pipeline's do."""
+
+    rows: tuple[Row, ...]
+    folder: Path
+    csv: Path
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, indices: Sequence[int]) -> "ImageFiles":
+        return ImageFiles(tuple(self.rows[i] for i in indices), self.folder, self.csv)
+
+    def chunks(self, size: int, progress: Progress = plain, desc: str = "") -> Iterator[ImageBatch]:
+        """The images decoded ``size`` at a time, in order."""
+        for start in progress(range(0, len(self.rows), size), desc or f"reading {self.csv.name}", "chunks"):
+            yield read_rows_images(self.rows[start : start + size], self.folder, self.csv)
 
 
 def read_rows_images(rows: Sequence[Row], folder: Path, csv_path: Path, progress: Progress = plain) -> ImageBatch:

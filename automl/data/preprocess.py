@@ -7,6 +7,7 @@ come from the training split only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,6 +88,19 @@ def channels_of(images: list[np.ndarray]) -> int:
 def native_size(images: list[np.ndarray]) -> int:
     """The median of the images' shorter sides: what they have to give before any resize."""
     return int(np.median([min(np.shape(img)[:2]) for img in images]))
+
+
+def survey(chunks: Iterable[ImageBatch]) -> tuple[int, int]:
+    """(``channels_of``, ``native_size``) of images seen a chunk at a time: what a pixel cache is built
+    at, known before any of it is written, without holding the images."""
+    colour, sides = False, []
+    for chunk in chunks:
+        images = as_image_list(chunk)
+        colour = colour or channels_of(images) == 3
+        sides += [min(np.shape(img)[:2]) for img in images]
+    if not sides:
+        raise DataError("no images given.")
+    return (3 if colour else 1), int(np.median(sides))
 
 
 def to_pixels(x: ImageBatch, channels: int, size: int) -> np.ndarray:
