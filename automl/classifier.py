@@ -23,8 +23,8 @@ from automl.arch.graph import Graph
 from automl.config import Params, from_dict
 from automl.data.images import ImageBatch, ImageFiles, as_image_list
 from automl.data.images import load_image_dataset as _load_image_dataset
-from automl.data.pixels import Moments, Pixels, open_cache, write_cache
-from automl.data.preprocess import Preprocessor, survey, to_pixels
+from automl.data.pixels import Moments, Part, Pixels, open_cache, write_cache
+from automl.data.preprocess import CHUNK, Preprocessor, pixel_stream, survey
 from automl.data.split import stratified_split
 from automl.errors import ConfigError, DataError, NotFittedError
 from automl.export.model import export_model
@@ -32,11 +32,11 @@ from automl.fileio import atomic_path, read_json, write_json
 from automl.report.progress import ConsoleProgress, bar, budget_bar
 from automl.search.store import SEARCHER_FILE
 from automl.session import SearchSession, load_network
+from automl.session.warm import Root, roots_from_folder, store_root
 from automl.training.protocol import auto_image_size
 from automl.training.trainer import TensorData, predict_logits
 
 STATE_FILE = "classifier.json"
-CHUNK = 512  # images decoded and resized at a time
 Images = ImageBatch | ImageFiles  # arrays in memory, or files read a chunk at a time (load_image_dataset(lazy=True))
 
 
@@ -45,18 +45,23 @@ class ImageClassifier:
 
     def __init__(self, path: str | Path = "automodels/", verbose: bool = False, seed: int | None = None,
                  strategy: str | None = None, params: Params | None = None, resume: bool = False,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, warm_start: str | Path | None = None) -> None:
         """``resume``: ``fit`` continues the search saved in ``path`` (same data and params; the time
         limit counts the time already spent) instead of starting a new one. ``overwrite``: ``fit`` may
-        replace a search already in ``path``; without it (or ``resume``) that is an error, not a wipe."""
+        replace a search already in ``path``; without it (or ``resume``) that is an error, not a wipe.
+        ``warm_start`` (``search.warm_start``): the ``path`` of an earlier classifier (or a pipeline's
+        work folder, an MLflow run id or ``models:/`` URI on MLflow's tracking URI): the search starts
+        from its best networks instead of the seed network (``automl.session.warm``)."""
         self._args = {"path": path, "verbose": verbose, "seed": seed, "strategy": strategy, "params": params,
-                      "resume": resume, "overwrite": overwrite}  # as given: scikit-learn's get_params/clone
+                      "resume": resume, "overwrite": overwrite, "warm_start": warm_start}  # scikit-learn's clone
         params = params or Params()
         overrides: dict[str, Any] = {}
         if seed is not None:
             overrides["seed"] = seed
         if strategy is not None:
             overrides["search.strategy"] = strategy
+        if warm_start is not None:
+            overrides["search.warm_start"] = str(warm_start)
         self.params = params.replace(**overrides)
         self.path = Path(path)
         self.verbose = verbose
@@ -71,7 +76,7 @@ class ImageClassifier:
         """Search architectures within ``time_limit`` seconds and keep the best model found. Candidates
         are ranked on ``validation_data`` when given, else on a stratified ``split.val_fraction`` of ``x``.
         ``x`` from ``load_image_dataset(..., lazy=True)`` is decoded a chunk at a time into uint8 caches
-        in ``path/data/`` that training memory-maps: no more than a chunk of images is ever in memory."""
+        in ``path/data/`` that training reads a batch at a time: no more than a chunk of images is ever in memory."""
         limit = self.params.search.time_limit if time_limit is None else time_limit
         if limit <= 0:
             raise ConfigError(f"time_limit must be positive (seconds), got {time_limit}.")
@@ -79,6 +84,7 @@ class ImageClassifier:
             raise ConfigError(f"{self.path}: holds an earlier search; pass overwrite=True to replace it, "
                               "resume=True to continue it, or another path.")
         images, labels = _check_xy(x, y)
+        roots = self._roots()
         if validation_data is None:
             val_idx, train_idx = stratified_split(labels, [self.params.split.val_fraction], self.params.seed)
             (x_tr, y_tr), (x_val, y_val) = ((_take(images, train_idx), labels[train_idx]),
@@ -93,7 +99,7 @@ class ImageClassifier:
         data = TensorData(self._with_stats(train), self.preprocessor.encode(y_tr),
                           self._with_stats(self._pixels(x_val, "val", channels, size)), self.preprocessor.encode(y_val))
         session = SearchSession(self.path, self.params)
-        start = session.start(data, len(self.preprocessor.classes), self.resume)
+        start = session.start(data, self.preprocessor.classes, self.resume, roots)
         callbacks = [ConsoleProgress(time.time() + limit - start.spent)] if self.verbose else []
         with budget_bar(limit, start.spent) if self.verbose else contextlib.nullcontext():
             summary = session.run(start, session.in_process(data, callbacks), time_limit=limit)
@@ -190,16 +196,29 @@ class ImageClassifier:
         return clf
 
     # --- internals -------------------------------------------------------------------------
+    def _roots(self) -> list[Root]:
+        """The warm start's roots: read from a folder here; MLflow forms through the pipeline's resolver
+        (MLflow is the pipeline's store), on the tracking URI MLflow is set to."""
+        value, top = self.params.search.warm_start, self.params.search.warm_start_top
+        if not value or store_root(value) is not None:
+            return roots_from_folder(value, top) if value else []
+        import mlflow
+
+        from tasks.settings import TrackingConfig
+        from tasks.warm import warm_roots
+
+        return warm_roots(value, top, mlflow.get_tracking_uri(), TrackingConfig().registered_model)
+
     def _tensors(self, x: list | ImageFiles, y: np.ndarray) -> TensorData:
         """The final fit's data: all of ``x`` at the searched input size."""
         pp = self.preprocessor
         return TensorData(self._with_stats(self._pixels(x, "final", pp.channels, pp.image_size)), pp.encode(y))
 
     def _pixels(self, x: list | ImageFiles, name: str, channels: int, size: int,
-                moments: Moments | None = None) -> np.ndarray:
+                moments: Moments | None = None) -> Part:
         """uint8 pixels of ``x``, made a chunk at a time: in memory for arrays (already there), a
-        memory-mapped cache ``path/data/<name>.npy`` for files."""
-        chunks = (to_pixels(chunk, channels, size) for chunk in _chunks(x))
+        cache ``path/data/<name>.npy`` for files (read into memory when small, see ``open_cache``)."""
+        chunks = pixel_stream(_chunks(x), channels, size)
         if moments is not None:
             chunks = map(moments.add, chunks)
         if not isinstance(x, ImageFiles):
@@ -210,7 +229,7 @@ class ImageClassifier:
             write_cache(tmp, (len(x), channels, size, size), chunks)
         return open_cache(path)
 
-    def _with_stats(self, pixels: np.ndarray) -> Pixels:
+    def _with_stats(self, pixels: Part) -> Pixels:
         return Pixels((pixels,), tuple(self.preprocessor.mean), tuple(self.preprocessor.std))
 
     def _use(self, graph: Graph, state: dict[str, torch.Tensor]) -> None:

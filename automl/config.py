@@ -66,7 +66,11 @@ class SearchConfig:
     ``max_consecutive_failures`` failed candidates (0 = no limit) ends the search: something is wrong
     with every candidate, and the rest of the budget would be spent failing. ``root_share`` > 0: the seed
     network trains until that share of the search's time (annealed to it), so that every child inherits
-    a converged network instead of one trained as briefly as itself."""
+    a converged network instead of one trained as briefly as itself. ``warm_start`` (a folder of an
+    earlier search, or in the pipeline an MLflow run id, a ``models:/`` URI or ``champion``): begin
+    from that search's ``warm_start_top`` best networks instead of the seed's; when their input size or
+    channels differ from this data's, ``warm_start_mismatch`` says whether to refuse or to start from
+    the seed network (``automl.session.warm``)."""
 
     strategy: str = "bayesian"
     time_limit: float = 300.0
@@ -84,6 +88,9 @@ class SearchConfig:
     operations: str = ""
     max_memory_mb: float = 0.0
     root_share: float = 0.0  # 0: the seed network trains like any candidate
+    warm_start: str = ""  # "": start from the seed network
+    warm_start_top: int = 3
+    warm_start_mismatch: str = "refuse"  # or "seed"
 
     def allowed_operations(self) -> tuple[str, ...]:
         """The operations named in ``operations`` (empty: all; the session checks the names)."""
@@ -276,6 +283,10 @@ def _validate(p: Params) -> None:
          "search.beta must be >= 0, search.kernel_lambda and search.t_init > 0"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),
         (0 <= p.search.root_share < 1, "search.root_share must be in [0, 1) (0 = the seed trains like any candidate)"),
+        (p.search.warm_start_top >= 1, "search.warm_start_top must be at least 1"),
+        (p.search.warm_start_mismatch in ("refuse", "seed"), "search.warm_start_mismatch must be refuse or seed"),
+        (not p.search.warm_start or p.search.strategy != "initial",
+         "search.warm_start needs a strategy that searches (bayesian or random), not initial"),
     ]
     for ok, message in checks:
         if not ok:

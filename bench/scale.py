@@ -13,7 +13,7 @@ path's training speed against the in-memory one.
    (``preprocess_peak_rss_gb``, with the uint8 cache's size and one chunk's, and what it needs above an
    ingest stage's peak, in chunks: ``preprocess_over_baseline_chunks``, target <= 1.5).
    ``--preprocess-only`` skips the whole run and keeps its figures from an earlier one in latest.json.
-3. Trains the seed network at 28 px on the same pixels from a memory-mapped cache and from float32
+3. Trains the seed network at 28 px on the same pixels from a uint8 cache on disk and from float32
    tensors in memory, alternating (``stream_throughput_ratio``; target >= 0.9).
 """
 
@@ -34,9 +34,9 @@ from PIL import Image
 from automl.arch.graph import initial_graph
 from automl.config import TrainConfig
 from automl.data.pixels import Pixels, open_cache
+from automl.data.preprocess import CHUNK
 from automl.training.trainer import TensorData, set_threads, train_candidate
 from bench.common import RESULTS, alternate, indian_pines
-from tasks.data import CHUNK
 
 TARGET_RSS_GB, TARGET_RATIO = 4.0, 0.9
 
@@ -91,7 +91,7 @@ def pipeline_memory(folder: Path, size: int, search_seconds: float, final_second
 
 
 def stream_throughput(folder: Path, repeats: int) -> dict:
-    """Images/s of the trainer on a memory-mapped uint8 cache against float32 tensors in memory."""
+    """Images/s of the trainer on a uint8 cache on disk against float32 tensors in memory."""
     set_threads(0)
     patches, labels = indian_pines()
     pixels = np.ascontiguousarray(np.stack([np.asarray(Image.fromarray(p).resize((28, 28), Image.BILINEAR))
@@ -100,7 +100,7 @@ def stream_throughput(folder: Path, repeats: int) -> dict:
     stats = (tuple((pixels.mean(axis=(0, 2, 3)) / 255).tolist()), tuple((pixels.std(axis=(0, 2, 3)) / 255).tolist()))
     classes = sorted(set(labels))
     y = torch.tensor([classes.index(v) for v in labels])
-    mapped = Pixels((open_cache(folder / "stream.npy"),), *stats)
+    mapped = Pixels((open_cache(folder / "stream.npy", in_memory_bytes=0),), *stats)
     in_memory = mapped[:]
     graph = initial_graph((3, 28, 28), len(classes))
     config = TrainConfig(max_epochs=2, batch_size=64)

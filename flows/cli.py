@@ -180,6 +180,14 @@ def _run(args: argparse.Namespace, params: PipelineParams) -> int:
         if not params.data.source or Path(params.data.csv).exists():  # else ingest writes the embedded set
             _checked(params, quiet=args.quiet)
         task_runner(params)  # a runner that cannot start (prefect-dask missing) fails before any work
+        if params.search.warm_start:  # an earlier run that cannot be found is said before any work
+            from tasks.tracking import tracking_uri
+            from tasks.warm import warm_roots
+
+            if not warm_roots(params.search.warm_start, params.search.warm_start_top, tracking_uri(params),
+                              params.tracking.registered_model):
+                print(f"search.warm_start={params.search.warm_start}: no champion of "
+                      f"{params.tracking.registered_model} yet; starting from the seed network", file=sys.stderr)
         with nullcontext() if args.debug else quiet_expected_errors():
             result = run_pipeline(params, quiet=args.quiet, resume=args.resume)
         _summary(result, params)

@@ -26,7 +26,8 @@ HELP = {
     "preprocess.image_size": "resized to this size squared; 0 = from the data (their own size, reduced when large)",
     "train.max_epochs": "per candidate (a child continues from its parent's weights); 0 = candidate_steps' worth",
     "train.patience": "epochs without validation improvement before a candidate stops; 0 = max_epochs / 4",
-    "train.batch_size": "images per training step; 0 = about n_train / 40 (a power of two in 16..128)",
+    "train.batch_size": ("images per training step; 0 = about n_train / 40 (a power of two in 16..128), smaller "
+                         "where the seed network would take over a quarter of search.max_memory_mb"),
     "train.candidate_steps": "optimizer steps a candidate trains for when max_epochs is 0 (6 to 100 epochs)",
     "train.learning_rate": "Adam's learning rate at the start of each candidate",
     "train.lr_schedule": "cosine: anneal to the end of each candidate's epochs (or the deadline) | constant",
@@ -55,6 +56,11 @@ HELP = {
     "search.max_memory_mb": "training memory per candidate; 0 = 80% of free GPU memory, or 25% of RAM on CPU",
     "search.root_share": ("share of the search time the seed network trains for; children grow from it "
                           "(0 = like any)"),
+    "search.warm_start": ("start from an earlier search's best networks: its folder, an MLflow run id, a "
+                          "models:/ URI or champion ('' = from the seed network)"),
+    "search.warm_start_top": "how many of the earlier search's best networks the search starts from",
+    "search.warm_start_mismatch": ("their input size or channels differ from this data's: refuse | seed (start "
+                                   "from the seed network)"),
     "final_fit.retrain": "true: re-initialize the best architecture; false: continue its weights",
     "final_fit.epochs": "epochs of the final fit on train+val (no validation left); 0 = twice a candidate's",
     "final_fit.time_limit": "seconds the final fit may take (it anneals to that end); 0 = no limit",

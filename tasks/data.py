@@ -16,7 +16,7 @@ from automl.data.embedded import write_default_dataset
 from automl.data.images import ImageFiles, Progress, plain
 from automl.data.labels import Row, read_labels_csv
 from automl.data.pixels import Moments, Pixels, open_cache, write_cache
-from automl.data.preprocess import Preprocessor, survey, to_pixels
+from automl.data.preprocess import CHUNK, Preprocessor, decode_chunk, pixel_stream, survey
 from automl.data.split import stratified_split
 from automl.data.validate import CheckedDataset, check_dataset
 from automl.fileio import atomic_path, read_json, write_json, write_npz
@@ -27,7 +27,6 @@ from tasks.settings import PipelineParams
 
 SPLITS = ("train", "val", "test")
 DATA_ROOT = "data"
-CHUNK = 512  # images decoded at a time by the preprocess step
 
 
 def work_dir(params: PipelineParams, *parts: str) -> Path:
@@ -90,7 +89,7 @@ def split_rows(params: PipelineParams, name: str) -> list[Row]:
 @task(name="preprocess", cache_policy=NO_CACHE)
 def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Decode, convert and resize every image once, a chunk at a time, into a uint8 pixel cache per split
-    (``preprocessed/<split>.npy``, memory-mapped by training) with its labels; normalization statistics
+    (``preprocessed/<split>.npy``, read a batch at a time by training) with its labels; normalization statistics
     from the training split only. Memory stays within a chunk of decoded images whatever the dataset."""
     progress = plain if quiet else bar
     rows = {s: split_rows(params, s) for s in SPLITS}
@@ -99,8 +98,9 @@ def preprocess(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     channels, native = survey(files["train"].chunks(CHUNK, progress, f"surveying {params.data.csv}"))
     size = params.preprocess.image_size or auto_image_size(native, len(rows["train"]), params.train)
     out, moments = work_dir(params, "preprocessed"), Moments()
+    decode = decode_chunk(native, size)
     for name, split in files.items():
-        chunks = (to_pixels(c, channels, size) for c in split.chunks(CHUNK, progress, f"caching {name} pixels"))
+        chunks = pixel_stream(split.chunks(decode, progress, f"caching {name} pixels"), channels, size)
         if name == "train":
             chunks = map(moments.add, chunks)
         with atomic_path(out / f"{name}.npy") as tmp:
@@ -118,7 +118,8 @@ def load_preprocessor(params: PipelineParams) -> Preprocessor:
 
 
 def load_split(work: str | Path, name: str) -> tuple[Pixels, torch.Tensor]:
-    """One split's pixel cache (memory-mapped, normalized as it is read) and its class indices."""
+    """One split's pixel cache (in RAM when small, else read from disk a batch at a time; normalized as
+    it is read) and its class indices."""
     folder = Path(work, "preprocessed")
     pre = Preprocessor.from_dict(read_json(folder / "preprocessor.json"))
     with np.load(folder / f"{name}_labels.npz", allow_pickle=False) as data:

@@ -1,16 +1,21 @@
 """Candidates trained by workers that may not share the driver's disk (process and Dask runners).
 
 Nothing travels by path: the driver publishes the preprocessed training data to the pipeline's
-MLflow parent run once; a worker fetches it (once per machine and run), fetches the parent candidate's graph
-and weights from that candidate's MLflow run into a temporary store, trains, and its MLflow logger
-uploads the new weights. The driver then copies the weights into its own store, so the final fit,
-resume and the report read the same files whichever runner trained the candidates.
+MLflow parent run once, tagged with its content digest; a worker fetches it once per machine and
+content (a later run on the same data downloads nothing), fetches the parent candidate's graph and
+weights from that candidate's MLflow run into a temporary store, trains, and its MLflow logger uploads
+the new weights. The driver then copies the weights into its own store, so the final fit, resume and
+the report read the same files whichever runner trained the candidates.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +34,66 @@ from tasks.settings import PipelineParams
 
 DATA_ARTIFACTS = "data/preprocessed"
 DATA_FILES = ("train.npy", "train_labels.npz", "val.npy", "val_labels.npz", "preprocessor.json")
+DIGEST_TAG = "automl.data_sha256"  # on the parent run: the content digest of DATA_FILES
+DATA_ROOT = Path(tempfile.gettempdir(), "automl-data")  # a worker machine's downloaded data, by digest
+UNUSED_SECONDS = 2 * 86_400  # a worker's downloaded data unused this long is removed by the next download
+READ_BLOCK = 16 * 2**20
 
 
 def publish_data(params: PipelineParams, parent_run_id: str) -> None:
-    """Upload the tensors candidates train on to the parent run (skipped when a resumed run has them)."""
+    """Upload the data candidates train on to the parent run (skipped when a resumed run has it) and
+    tag the run with its digest."""
     client = tracking.client_for(params)
     present = {Path(f.path).name for f in client.list_artifacts(parent_run_id, DATA_ARTIFACTS)}
-    for name in DATA_FILES:
-        if name not in present:
-            client.log_artifact(parent_run_id, str(work_dir(params, "preprocessed", name)), DATA_ARTIFACTS)
+    files = [work_dir(params, "preprocessed", name) for name in DATA_FILES]
+    for path in files:
+        if path.name not in present:
+            client.log_artifact(parent_run_id, str(path), DATA_ARTIFACTS)
+    client.set_tag(parent_run_id, DIGEST_TAG, files_digest(files))
+
+
+def files_digest(paths: list[Path]) -> str:
+    """sha256 of the files' names and contents, read a block at a time."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\0".encode())
+        with open(path, "rb") as handle:
+            while block := handle.read(READ_BLOCK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def fetched_tensors(tracking_uri: str, parent_run_id: str) -> TensorData:
+    """The parent run's training data, read from ``DATA_ROOT/<digest>``, where it is downloaded once per
+    machine and content; marked used on each call so that no other worker's cleanup removes it while
+    candidates train from it."""
+    folder = data_folder(tracking_uri, parent_run_id, DATA_ROOT)
+    os.utime(folder)
+    return _loaded(folder)
+
+
+@functools.lru_cache(maxsize=8)
+def data_folder(tracking_uri: str, parent_run_id: str, root: Path) -> Path:
+    """``root/<digest>`` with the parent run's data, downloaded when absent; a download first removes
+    the folders no worker has used for ``UNUSED_SECONDS``."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    digest = client.get_run(parent_run_id).data.tags.get(DIGEST_TAG, parent_run_id)
+    folder = root / digest
+    if not folder.is_dir():  # complete when it has its name
+        remove_unused(root, time.time() - UNUSED_SECONDS)
+        atomic_dir(folder, lambda work: client.download_artifacts(parent_run_id, DATA_ARTIFACTS, str(work)))
+    return folder
+
+
+def remove_unused(root: Path, before: float) -> None:
+    """Remove the data folders under ``root`` last used before ``before`` (a ``time.time()``)."""
+    for old in root.glob("*") if root.is_dir() else []:
+        if old.is_dir() and old.stat().st_mtime < before:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=2)
-def fetched_tensors(tracking_uri: str, parent_run_id: str) -> TensorData:
-    """The parent run's training data, downloaded once per machine and run into the system's temporary
-    folder (``automl-data/<run id>``) and memory-mapped from there, as the driver reads its own cache."""
-    folder = Path(tempfile.gettempdir(), "automl-data", parent_run_id)
-    if not folder.is_dir():  # complete when it has its name
-        atomic_dir(folder, lambda work: MlflowClient(tracking_uri=tracking_uri).download_artifacts(
-            parent_run_id, DATA_ARTIFACTS, str(work)))
+def _loaded(folder: Path) -> TensorData:
     return load_tensors(folder)  # MLflow downloads the artifact folder by its last name: preprocessed/
 
 

@@ -17,12 +17,13 @@ from automl.fileio import read_json, write_json
 from automl.report.progress import ConsoleProgress, budget_bar
 from automl.search.loop import BatchTrainer
 from automl.search.records import Candidate, CandidateRecord
-from automl.search.store import CandidateStore
+from automl.search.store import CLASSES_FILE, CandidateStore
 from automl.session import SearchSession, train_and_record
 from automl.training.trainer import TensorData, set_threads
 from tasks import tracking
 from tasks.data import load_preprocessor, load_tensors, work_dir
 from tasks.settings import PipelineParams
+from tasks.warm import warm_roots
 
 SEARCH_RUN_FILE = "search_run.json"  # the search's MLflow run: a clock file, named in .dvcignore
 
@@ -64,6 +65,18 @@ def in_process_trainer(params: PipelineParams, parent_run_id: str, quiet: bool =
     return train_batch
 
 
+def roots_here(local: BatchTrainer, other: BatchTrainer) -> BatchTrainer:
+    """Warm-start roots to ``local`` (their weights are in this machine's store; scoring them is a
+    forward pass), every other candidate to ``other``; records in the order asked."""
+
+    def train_batch(candidates: list[Candidate], deadline: float) -> list[CandidateRecord]:
+        roots = [c for c in candidates if c.origin is not None]
+        rest = [c for c in candidates if c.origin is None]
+        done = {r.id: r for r in (local(roots, deadline) if roots else []) + (other(rest, deadline) if rest else [])}
+        return [done[c.id] for c in candidates]
+    return train_batch
+
+
 def best_accuracy(store: CandidateStore) -> float | None:
     best = store.best()
     return best.val_accuracy if best else None
@@ -86,13 +99,19 @@ def run_search_step(params: PipelineParams, parent_run_id: str | None = None,
     ``resume``: continue the search saved under ``paths.work`` (see ``automl.search.loop.start_search``);
     ``quiet``: no budget bar."""
     session = session_of(params)
-    start = session.start(tensors(params), len(load_preprocessor(params).classes), resume)
+    roots = warm_roots(params.search.warm_start, params.search.warm_start_top, tracking.tracking_uri(params),
+                       params.tracking.registered_model)
+    start = session.start(tensors(params), load_preprocessor(params).classes, resume, roots)
     if start.resumed and (parent_run_id := parent_run_id or tracking.recorded_run(params).get("parent_run_id")):
         tracking.reopen_parent_run(params, parent_run_id, session.store)
     parent_run_id = parent_run_id or tracking.start_parent_run(params)
     root = session.store.root
+    tracking.client_for(params).log_artifact(parent_run_id, str(root / CLASSES_FILE))  # what a warm start compares
+    trainer = make_trainer(session.params, parent_run_id)  # the protocol sized from the data
+    if make_trainer is not in_process_trainer:
+        trainer = roots_here(in_process_trainer(session.params, parent_run_id, quiet), trainer)
     with budget_bar(params.search.time_limit, start.spent, bars=not quiet):
-        summary = session.run(start, make_trainer(session.params, parent_run_id))  # the protocol sized from the data
+        summary = session.run(start, trainer)
     best = session.best(summary)
     result = {"best_id": best.id, "best_val_accuracy": best.val_accuracy,
               "n_candidates": summary.n_candidates, "n_failed": summary.n_failed}

@@ -263,6 +263,10 @@ class MlflowCandidateLogger:
                 "automl.parent_candidate": str(candidate.parent_id) if candidate.parent_id else "none",
                 "automl.operation": candidate.operation or "none",
                 "automl.worker": f"{socket.gethostname()}:{os.getpid()}"}  # which process trained it
+        if candidate.origin is not None:  # a warm start's root: the earlier run's candidate it is
+            tags |= {"automl.origin_run": candidate.origin.source,
+                     "automl.origin_candidate": str(candidate.origin.candidate),
+                     "automl.origin_head_reset": str(candidate.origin.head_reset).lower()}
         run = self.client.create_run(self.experiment_id, run_name=f"candidate-{candidate.id:04d}", tags=tags)
         with self._lock:
             self.runs[candidate.id] = run.info.run_id

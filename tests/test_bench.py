@@ -100,3 +100,25 @@ def test_training_flops_count_the_forward_and_the_weight_gradient_per_image() ->
     for n in (1, 7):
         assert training_flops_per_image(layer, torch.randn(n, 10), torch.zeros(n, dtype=torch.long)) == 200
     assert layer.weight.grad is None
+
+
+def test_nightly_days_see_growing_prefixes_and_the_warm_chain_shares_the_cold_first_day(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from bench import nightly
+
+    days = nightly.day_rows(np.arange(100, 200), [0.6, 0.8, 1.0], seed=0)
+    assert [len(d) for d in days] == [60, 80, 100] and set(days[0]) < set(days[1]) < set(days[2])
+    assert sorted(days[2]) == list(range(100, 200))
+
+    def row(chain: str, day: int, seed: int, acc: float) -> dict:
+        return {"dataset": "d", "budget": 60.0, "chain": chain, "day": day, "seed": seed, "test_accuracy": acc}
+
+    table = nightly.report([row("cold", 1, 0, 0.8), row("cold", 1, 1, 0.9), row("cold", 2, 0, 0.85),
+                            row("warm", 2, 0, 0.95)], "d", 60.0, 2, tmp_path / "latest.json")
+    assert table["day 1"]["warm"] == table["day 1"]["cold"] == {"mean": 0.85, "std": 0.05, "seeds": 2}
+    assert table["day 2"] == {"cold": {"mean": 0.85, "std": 0.0, "seeds": 1}, "warm": {"mean": 0.95, "std": 0.0,
+                                                                                       "seeds": 1}}
+    assert json.loads((tmp_path / "latest.json").read_text())["nightly"]["table"] == table

@@ -196,3 +196,15 @@ def initial_graph(input_shape: Shape, n_classes: int, width: int = 64, n_blocks:
     add("dense", units=n_classes)
     add("softmax")
     return Graph(tuple(input_shape), n_classes, layers, [])
+
+
+def with_classes(graph: Graph, n_classes: int) -> Graph:
+    """``graph`` with its classification head (the dense layer the softmax reads) giving ``n_classes``
+    outputs; every other layer as it is. For a network reused on data with other classes."""
+    softmax = graph.layers[-1]
+    head = graph.layer(softmax.inputs[0])
+    if softmax.type != "softmax" or head.type != "dense":
+        raise ValueError("the graph does not end in a dense layer and a softmax")
+    layers = [Layer(l.id, l.type, l.inputs, {**l.params, "units": n_classes}) if l.id == head.id
+              else Layer(l.id, l.type, l.inputs, dict(l.params)) for l in graph.layers]
+    return Graph(graph.input_shape, n_classes, layers, list(graph.history))

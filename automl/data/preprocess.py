@@ -7,7 +7,7 @@ come from the training split only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +19,8 @@ from automl.data.images import ImageBatch, as_image_list
 from automl.data.pixels import Pixels, statistics
 from automl.errors import DataError, NotFittedError
 
-ADAPT_CHUNK = 64  # images converted and resized at a time, in float32
+ADAPT_VALUES = 16 * 3 * 128 * 128  # float32 values converted and resized at a time (3 MB); at least one image
+CHUNK = 512  # images decoded at a time (fewer when they are larger than the cache's size: decode_chunk)
 
 
 class InputAdapter(nn.Module):
@@ -98,29 +99,68 @@ def survey(chunks: Iterable[ImageBatch]) -> tuple[int, int]:
         images = as_image_list(chunk)
         colour = colour or channels_of(images) == 3
         sides += [min(np.shape(img)[:2]) for img in images]
+        del chunk, images  # before the next is decoded
     if not sides:
         raise DataError("no images given.")
     return (3 if colour else 1), int(np.median(sides))
 
 
 def to_pixels(x: ImageBatch, channels: int, size: int) -> np.ndarray:
-    """Images of any sizes -> uint8 (N, channels, size, size): converted, resized (antialiased), rounded.
-    ``ADAPT_CHUNK`` images at a time, batching those that share a shape: only that many are ever float32,
-    so the resize's working memory stays small beside the uint8 result."""
+    """Images of any sizes -> uint8 (N, channels, size, size): converted, resized (antialiased), rounded."""
     images = as_image_list(x)
     if not images:
         raise DataError("no images given.")
-    adapter = InputAdapter(channels, size, [0.0] * channels, [1.0] * channels)
     out = np.empty((len(images), channels, size, size), dtype=np.uint8)
-    with torch.no_grad():
-        for start in range(0, len(images), ADAPT_CHUNK):
-            groups: dict[tuple[int, ...], list[int]] = {}
-            for i in range(start, min(start + ADAPT_CHUNK, len(images))):
-                groups.setdefault(np.shape(images[i]), []).append(i)
-            for idx in groups.values():
-                batch = torch.from_numpy(np.stack([image_to_chw(images[i]) for i in idx]))
-                out[idx] = adapter.pixels(batch).round().clamp(0, 255).to(torch.uint8).numpy()
+    done = 0
+    for batch in pixel_batches(images, channels, size):
+        out[done : done + len(batch)] = batch
+        done += len(batch)
     return out
+
+
+def pixel_batches(x: ImageBatch, channels: int, size: int) -> Iterator[np.ndarray]:
+    """``to_pixels`` of consecutive images of one shape at a time, in order, with at most
+    ``ADAPT_VALUES`` of them in float32 (one image at the least): the resize's working memory stays a
+    few MB beside the uint8 result, however large the images."""
+    images = as_image_list(x)
+    adapter = InputAdapter(channels, size, [0.0] * channels, [1.0] * channels)
+    start = 0
+    while start < len(images):
+        shape = np.shape(images[start])
+        per_batch = max(1, ADAPT_VALUES // (3 * shape[0] * shape[1]))  # as RGB: the most it can take
+        stop = start + 1
+        while stop < len(images) and stop - start < per_batch and np.shape(images[stop]) == shape:
+            stop += 1
+        if _unchanged(images[start], channels, size):  # the resize and conversion would be exact copies
+            yield np.stack([np.asarray(img).reshape(size, size, channels).transpose(2, 0, 1) for img in
+                            images[start:stop]])
+        else:
+            with torch.no_grad():
+                batch = torch.from_numpy(np.stack([image_to_chw(img) for img in images[start:stop]]))
+                yield adapter.pixels(batch).round().clamp(0, 255).to(torch.uint8).numpy()
+        start = stop
+
+
+def _unchanged(image: np.ndarray, channels: int, size: int) -> bool:
+    """Whether ``image`` already is ``channels`` x ``size`` x ``size`` uint8 pixels: the adapter's resize at
+    scale 1 and its channel conversion would give it back as it is."""
+    shape = np.shape(image)
+    own = shape[2] if len(shape) == 3 else 1
+    return shape[:2] == (size, size) and own == channels and np.asarray(image).dtype == np.uint8
+
+
+def decode_chunk(native: int, size: int) -> int:
+    """Images to decode at a time so that, at their ``native`` side, they take no more memory than
+    ``CHUNK`` images at the cache's ``size``: large photos are read fewer at a time."""
+    return max(1, min(CHUNK, CHUNK * size * size // max(native * native, 1)))
+
+
+def pixel_stream(chunks: Iterable[ImageBatch], channels: int, size: int) -> Iterator[np.ndarray]:
+    """The uint8 pixels of every image of ``chunks`` (decoded a chunk at a time), in small batches, in
+    order. Each chunk is let go before the next is decoded, so a stream holds one chunk's images at most."""
+    for chunk in chunks:
+        yield from pixel_batches(chunk, channels, size)
+        del chunk
 
 
 @dataclass(frozen=True)

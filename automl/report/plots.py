@@ -53,7 +53,7 @@ def trajectory(points: list[dict[str, Any]]) -> Figure:
 
 def lineage(records: list[dict[str, Any]]) -> Figure:
     """The tree of candidates: each child under its parent, the edge labelled with the morphs that made
-    it, nodes coloured by validation accuracy (grey: failed)."""
+    it, nodes coloured by validation accuracy (grey: failed); a warm start's roots say where they came from."""
     by_id = {r["id"]: r for r in records}
     depth: dict[int, int] = {}
     for r in sorted(records, key=lambda r: r["id"]):  # a parent always has a smaller id
@@ -81,6 +81,8 @@ def lineage(records: list[dict[str, Any]]) -> Figure:
         ax.scatter([x], [y], s=420, color=colour, edgecolors="black", zorder=3)
         ax.text(x, y, f"#{cid}", ha="center", va="center", fontsize=7, zorder=4,
                 color="white" if acc is not None and acc < 0.6 else "black")
+        if r.get("origin"):  # a warm start's root: the earlier run's candidate it is
+            ax.text(x, y + 0.3, f"from {r['origin']}", ha="center", fontsize=6, color="#555")
     ax.set_axis_off()
     ax.set_title("Lineage: which parent, which morphs (colour: validation accuracy)", fontsize=10)
     fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)), ax=ax, fraction=0.02, pad=0.01)

@@ -41,7 +41,9 @@ class ConsoleProgress:
         return f"{max(0.0, self.deadline - time.time()):.0f}s left" if self.deadline else ""
 
     def on_candidate_start(self, candidate: Candidate) -> None:
-        origin = f"from #{candidate.parent_id} by {candidate.operation}" if candidate.parent_id else "initial network"
+        origin = f"from #{candidate.parent_id} by {candidate.operation}" if candidate.parent_id else \
+            f"warm start: #{candidate.origin.candidate} of {candidate.origin.source}" if candidate.origin else \
+            "initial network"
         self._print(f"[search] candidate #{candidate.id} ({origin}): {candidate.graph.describe()}  {self._left()}")
 
     def _update_best(self, acc: float | None) -> None:

@@ -23,7 +23,8 @@ from automl.training.trainer import class_accuracies
 
 MAX_MISCLASSIFIED = 24
 PICTURES = ("trajectory", "lineage", "architecture", "confusion", "per_class", "misclassified")
-TABLE_COLUMNS = [("id", "id"), ("parent", "parent_id"), ("operation", "operation"), ("status", "status"),
+TABLE_COLUMNS = [("id", "id"), ("parent", "parent_id"), ("warm start from", "origin"), ("operation", "operation"),
+                 ("status", "status"),
                  ("params", "n_params"), ("memory MB", "estimated_memory_mb"), ("epochs", "epochs"),
                  ("val accuracy", "val_accuracy"), ("UCB", "ucb"), ("GP mean", "gp_mean"), ("GP std", "gp_std"),
                  ("error", "error")]
@@ -65,10 +66,20 @@ def candidate_row(record: CandidateRecord) -> dict[str, Any]:
     """A candidate's record as the report document keeps it (JSON, redrawn later from MLflow): the
     table's columns and the trajectory's times."""
     return {"id": record.id, "parent_id": record.parent_id, "operation": record.operation,
-            "status": record.status.value, "n_params": record.n_params, "architecture": record.architecture,
+            "origin": origin_label(record), "status": record.status.value, "n_params": record.n_params,
+            "architecture": record.architecture,
             "epochs": record.epochs, "val_accuracy": record.val_accuracy, "finished_at": record.finished_at,
             "wall": record.timing.get("wall"), "error": record.first_error_line(),
             **dataclasses.asdict(record.reasoning)}
+
+
+def origin_label(record: CandidateRecord) -> str | None:
+    """A warm-started root's origin, e.g. ``#4 of 1f2e3d4c`` (an MLflow run id is cut to 8 characters)."""
+    if record.origin is None:
+        return None
+    source = record.origin.source
+    return f"#{record.origin.candidate} of {source[:8] if len(source) == 32 and source.isalnum() else source}" + \
+        (" (new head)" if record.origin.head_reset else "")
 
 
 def trajectory(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -49,10 +49,28 @@ class Reasoning:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a warm-started root came from: an earlier search (``source``: its folder or MLflow run id)
+    and its candidate there. ``root`` numbers it among this search's roots (its weights are the
+    store's ``root_weights(root)``); ``head_reset``: the classes changed, so its body was kept and its
+    classification head re-initialised, and it trains instead of being scored as it is."""
+
+    source: str
+    candidate: int
+    root: int
+    head_reset: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Origin | None":
+        return None if d is None else cls(str(d["source"]), int(d["candidate"]), int(d["root"]),
+                                          bool(d.get("head_reset", False)))
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One architecture to train: where it came from, why it was chosen, and how long to train it
     (``until_deadline``: to a deadline instead of to patience, at ``budget_share`` of the search's
-    remaining time: 1 = its end)."""
+    remaining time: 1 = its end). A warm-started root has an ``origin`` and no parent."""
 
     id: int
     graph: Graph
@@ -61,17 +79,24 @@ class Candidate:
     reasoning: Reasoning = field(default_factory=Reasoning)
     until_deadline: bool = False
     budget_share: float = 1.0
+    origin: Origin | None = None
+
+    @property
+    def score_only(self) -> bool:
+        """A root whose trained weights fit this data as they are: scored on the validation split, not trained."""
+        return self.origin is not None and not self.origin.head_reset
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "graph": self.graph.to_dict(), "parent_id": self.parent_id,
                 "operation": self.operation, "reasoning": dataclasses.asdict(self.reasoning),
-                "until_deadline": self.until_deadline, "budget_share": self.budget_share}
+                "until_deadline": self.until_deadline, "budget_share": self.budget_share,
+                "origin": dataclasses.asdict(self.origin) if self.origin else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Candidate":
         return cls(int(d["id"]), Graph.from_dict(d["graph"]), d.get("parent_id"), d.get("operation"),
                    Reasoning(**d.get("reasoning", {})), bool(d.get("until_deadline", False)),
-                   float(d.get("budget_share", 1.0)))
+                   float(d.get("budget_share", 1.0)), Origin.from_dict(d.get("origin")))
 
 
 @dataclass(frozen=True)
@@ -109,12 +134,13 @@ class CandidateRecord:
     finished_at: float | None = None
     timing: dict[str, float] = field(default_factory=dict)  # wall, epochs, inherit, callbacks, store
     tracking_run_id: str | None = None  # the MLflow run that logged it, when one did
+    origin: Origin | None = None  # a warm-started root: the earlier search's candidate it is
 
     @classmethod
     def of(cls, candidate: Candidate, status: Status, **fields: Any) -> "CandidateRecord":
         """A record of ``candidate`` with ``status`` and the training's ``fields``."""
         return cls(candidate.id, candidate.parent_id, candidate.operation, candidate.graph.describe(),
-                   candidate.graph.param_count(), candidate.reasoning, status, **fields)
+                   candidate.graph.param_count(), candidate.reasoning, status, **fields, origin=candidate.origin)
 
     @property
     def succeeded(self) -> bool:
@@ -138,7 +164,7 @@ class CandidateRecord:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d.update(schema=SCHEMA, status=self.status.value, reasoning=dataclasses.asdict(self.reasoning),
-                 history=list(self.history))
+                 history=list(self.history), origin=dataclasses.asdict(self.origin) if self.origin else None)
         return d
 
     def halves(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -169,7 +195,7 @@ class CandidateRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
         values.update(status=Status(d["status"]), reasoning=Reasoning(**d["reasoning"]),
-                      history=tuple(d.get("history", ())))
+                      history=tuple(d.get("history", ())), origin=Origin.from_dict(d.get("origin")))
         return cls(**values)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from automl.arch.memory import estimate_memory_mb
 from automl.arch.morph import MorphLimits, random_morph
 from automl.config import SearchConfig
 from automl.search.kernel import Descriptor, describe
-from automl.search.records import SCHEMA, Candidate, Outcome, Reasoning, Status
+from automl.search.records import SCHEMA, Candidate, Origin, Outcome, Reasoning, Status
 
 
 @dataclass
@@ -39,8 +40,9 @@ Proposal = tuple[Graph, "int | None", "str | None", Reasoning]  # graph, parent 
 class Searcher(ABC):
     """Bookkeeping shared by every strategy; a strategy implements ``_propose``.
 
-    Every strategy starts with the seed's initial network; later proposals are morphs of trained
-    (complete) architectures, never a duplicate of one already asked, never over the memory limit.
+    Every strategy starts with the seed's initial network, or with ``roots`` (a warm start: an earlier
+    search's best networks, asked first, in order); later proposals are morphs of trained (complete)
+    architectures, never a duplicate of one already asked, never over the memory limit.
     """
 
     name = "base"
@@ -48,7 +50,7 @@ class Searcher(ABC):
 
     def __init__(self, input_shape: tuple[int, ...], n_classes: int, seed: int = 0,
                  config: SearchConfig | None = None, batch_size: int = 128,
-                 memory_limit_mb: float = math.inf) -> None:
+                 memory_limit_mb: float = math.inf, roots: Sequence[tuple[Graph, Origin]] = ()) -> None:
         """``memory_limit_mb``: no candidate estimated above it is proposed (the driver knows the
         machine; an out-of-memory failure lowers it)."""
         self.input_shape = tuple(input_shape)
@@ -63,23 +65,38 @@ class Searcher(ABC):
         self.next_id = 1
         self.pending: dict[int, Candidate] = {}
         self.observations: list[Observation] = []
+        self.roots = list(roots)  # not asked yet
 
     def ask(self, n: int = 1) -> list[Candidate]:
-        """Up to ``n`` new candidates; the first is always the seed's initial network."""
-        if self.next_id == 1:
+        """Up to ``n`` new candidates: the roots first (the seed's initial network, or the warm start's),
+        then the strategy's proposals."""
+        if self.next_id == 1 and not self.roots:
             proposals: list[Proposal] = [(initial_graph(self.input_shape, self.n_classes), None, None, Reasoning())]
+        elif self.roots:
+            return [self._add(Candidate(self.next_id, graph, origin=origin, reasoning=self._sized(graph, Reasoning())))
+                    for graph, origin in self._take_roots(n)]
         else:
             proposals = self._propose(n)
         out = []
         for graph, parent_id, operation, reasoning in proposals[:n]:
-            reasoning = replace(reasoning, estimated_memory_mb=round(self.memory_mb(graph), 1))
-            candidate = Candidate(self.next_id, graph, parent_id, operation, reasoning, self.until_deadline)
+            candidate = Candidate(self.next_id, graph, parent_id, operation, self._sized(graph, reasoning),
+                                  self.until_deadline)
             if candidate.id == 1 and self.config.root_share and not self.until_deadline:  # a converged root
                 candidate = replace(candidate, until_deadline=True, budget_share=self.config.root_share)
-            self.next_id += 1
-            self.pending[candidate.id] = candidate
-            out.append(candidate)
+            out.append(self._add(candidate))
         return out
+
+    def _take_roots(self, n: int) -> list[tuple[Graph, Origin]]:
+        taken, self.roots = self.roots[:n], self.roots[n:]
+        return taken
+
+    def _sized(self, graph: Graph, reasoning: Reasoning) -> Reasoning:
+        return replace(reasoning, estimated_memory_mb=round(self.memory_mb(graph), 1))
+
+    def _add(self, candidate: Candidate) -> Candidate:
+        self.next_id += 1
+        self.pending[candidate.id] = candidate
+        return candidate
 
     def tell(self, candidate_id: int, outcome: Outcome) -> None:
         """Report a trained (or failed) candidate; one that ran out of memory lowers the memory
@@ -141,6 +158,7 @@ class Searcher(ABC):
             "memory_limit_mb": self.memory_limit_mb,
             "rng": [version, list(internal), gauss],
             "next_id": self.next_id,
+            "roots": [{"graph": g.to_dict(), "origin": asdict(o)} for g, o in self.roots],
             "pending": [c.to_dict() for c in self.pending.values()],
             "observations": [{"candidate": o.candidate.to_dict(), "status": o.status.value,
                               "val_accuracy": o.val_accuracy} for o in self.observations],
@@ -151,6 +169,7 @@ class Searcher(ABC):
         self.memory_limit_mb = float(state["memory_limit_mb"])
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
+        self.roots = [(Graph.from_dict(r["graph"]), Origin.from_dict(r["origin"])) for r in state.get("roots", [])]
         self.pending = {c.id: c for c in (Candidate.from_dict(d) for d in state["pending"])}
         self.observations = []
         for o in state["observations"]:

@@ -4,7 +4,8 @@
 searcher's state (``searcher.json``, saved after every ask and every tell), the search seconds spent
 so far (``budget.json``), what the search was started with (``identity.json``: params and a hash
 of the data, so a resume with other data or settings is refused rather than mixed in) and the training
-protocol its candidates got (``protocol.json``).
+protocol its candidates got (``protocol.json``), the class labels its networks output (``classes.json``:
+what a later search warm-started from this one compares) and a warm start's root weights (``roots/``).
 Every file is written atomically; weights load with ``weights_only=True`` (no pickle is executed).
 The clock's files (``CLOCK_FILES``: each record's seconds, the log, the seconds spent) are kept apart from
 what the data, params and seed decide: the project's ``.dvcignore`` leaves them out of DVC's hash, so a
@@ -29,6 +30,7 @@ from automl.search.searcher import Searcher
 
 SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, LOG_FILE = "searcher.json", "budget.json", "identity.json", "search.log"
 PROTOCOL_FILE, RECORD_FILE, CLOCK_FILE = "protocol.json", "record.json", "clock.json"
+CLASSES_FILE, ROOTS_DIR = "classes.json", "roots"
 CLOCK_FILES = (LOG_FILE, BUDGET_FILE, f"candidates/*/{CLOCK_FILE}")  # as .dvcignore names them
 
 
@@ -62,8 +64,9 @@ class CandidateStore:
 
     def reset(self) -> None:
         """Forget a previous search in this folder (only the files the store itself writes)."""
-        shutil.rmtree(self.root / "candidates", ignore_errors=True)
-        for name in (LOG_FILE, SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, PROTOCOL_FILE):
+        for folder in ("candidates", ROOTS_DIR):
+            shutil.rmtree(self.root / folder, ignore_errors=True)
+        for name in (LOG_FILE, SEARCHER_FILE, BUDGET_FILE, IDENTITY_FILE, PROTOCOL_FILE, CLASSES_FILE):
             (self.root / name).unlink(missing_ok=True)
         (self.root / "candidates").mkdir(parents=True)
 
@@ -134,6 +137,13 @@ class CandidateStore:
     def weights(self, candidate_id: int) -> dict[str, torch.Tensor]:
         return load_weights(self.weights_path(candidate_id))
 
+    def save_root(self, root: int, state: dict[str, torch.Tensor]) -> None:
+        """A warm start's root weights (``Origin.root``), before the search asks for it."""
+        save_weights(state, self.root / ROOTS_DIR / f"{root}.pt")
+
+    def root_weights(self, root: int) -> dict[str, torch.Tensor]:
+        return load_weights(self.root / ROOTS_DIR / f"{root}.pt")
+
     # --- search state ----------------------------------------------------------------------
     def log(self, line: str) -> None:
         with (self.root / LOG_FILE).open("a") as handle:
@@ -157,6 +167,13 @@ class CandidateStore:
     def save_protocol(self, train: dict[str, Any]) -> None:
         """The training settings the candidates got (sized from the data): the final fit follows them."""
         write_json(self.root / PROTOCOL_FILE, train)
+
+    def save_classes(self, classes: list[Any]) -> None:
+        write_json(self.root / CLASSES_FILE, {"classes": classes})
+
+    def classes(self) -> list[Any] | None:
+        path = self.root / CLASSES_FILE
+        return read_json(path)["classes"] if path.is_file() else None
 
     def protocol(self) -> dict[str, Any] | None:
         path = self.root / PROTOCOL_FILE

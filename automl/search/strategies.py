@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+from automl.arch.graph import Graph
 from automl.config import SearchConfig
 from automl.errors import SearchError
 from automl.search.bayesian import BayesianSearcher
-from automl.search.records import SCHEMA
+from automl.search.records import SCHEMA, Origin
 from automl.search.searcher import InitialSearcher, RandomSearcher, Searcher
 
 STRATEGY_CLASSES: dict[str, type[Searcher]] = {
@@ -17,10 +19,10 @@ STRATEGY_CLASSES: dict[str, type[Searcher]] = {
 
 def make_searcher(strategy: str, input_shape: tuple[int, ...], n_classes: int, seed: int = 0,
                   config: SearchConfig | None = None, batch_size: int = 128,
-                  memory_limit_mb: float = math.inf) -> Searcher:
+                  memory_limit_mb: float = math.inf, roots: Sequence[tuple[Graph, Origin]] = ()) -> Searcher:
     if strategy not in STRATEGY_CLASSES:
         raise ValueError(f"unknown search strategy {strategy!r}; choose from {sorted(STRATEGY_CLASSES)}")
-    return STRATEGY_CLASSES[strategy](input_shape, n_classes, seed, config, batch_size, memory_limit_mb)
+    return STRATEGY_CLASSES[strategy](input_shape, n_classes, seed, config, batch_size, memory_limit_mb, roots)
 
 
 def searcher_from_state(state: dict[str, Any], where: str = "searcher state") -> Searcher:

@@ -2,8 +2,10 @@
 
 In-process (the Python API) or in a Prefect task on any worker, a candidate is trained the same way:
 its parent's weights are carried through the morphs that made it, it trains, and the store gets its
-weights and then its record, so every driver leaves the same files. A candidate that fails is a failed
-record; only errors that would fail every candidate (``errors.stops_the_run``) stop the search.
+weights and then its record, so every driver leaves the same files. A warm start's root starts from
+the weights the store keeps for it and is only scored, unless its head was re-initialised. A candidate
+that fails is a failed record; only errors that would fail every candidate (``errors.stops_the_run``)
+stop the search.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from automl.errors import stops_the_run
 from automl.search.records import Candidate, CandidateRecord, Status
 from automl.search.store import CandidateStore
 from automl.timing import Stopwatch
-from automl.training.trainer import EpochInfo, TensorData, failed_result, train_candidate
+from automl.training.trainer import EpochInfo, TensorData, failed_result, score_weights, train_candidate
 
 
 class SearchCallback(Protocol):
@@ -57,10 +59,13 @@ def train_and_record(candidate: Candidate, store: CandidateStore, data: TensorDa
 
     try:
         with clock("inherit"):
-            parent_weights = _parent_weights(candidate, store)
-        result = train_candidate(candidate.graph, parent_weights, data, config,
-                                 seed=seed + candidate.id, deadline=deadline, until_deadline=candidate.until_deadline,
-                                 on_epoch=on_epoch, slot=candidate.id)
+            weights = _start_weights(candidate, store)
+        if candidate.score_only and weights is not None:
+            result = score_weights(candidate.graph, weights, data, config)
+        else:
+            result = train_candidate(candidate.graph, weights, data, config, seed=seed + candidate.id,
+                                     deadline=deadline, until_deadline=candidate.until_deadline,
+                                     on_epoch=on_epoch, slot=candidate.id)
     except Exception as exc:  # a bug in a morph or in inheriting: this candidate fails, not the search
         if stops_the_run(exc):
             raise
@@ -78,7 +83,10 @@ def train_and_record(candidate: Candidate, store: CandidateStore, data: TensorDa
     return record
 
 
-def _parent_weights(candidate: Candidate, store: CandidateStore) -> dict[str, torch.Tensor] | None:
+def _start_weights(candidate: Candidate, store: CandidateStore) -> dict[str, torch.Tensor] | None:
+    """A warm start's root weights, the parent's carried through the morphs, or none (the seed)."""
+    if candidate.origin is not None:
+        return store.root_weights(candidate.origin.root)
     if not candidate.parent_id:
         return None
     return inherit_chain(store.graph(candidate.parent_id), store.weights(candidate.parent_id), candidate.graph)

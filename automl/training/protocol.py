@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from automl.arch.graph import Graph
+from automl.arch.memory import estimate_memory_mb
 from automl.config import FinalFitConfig, TrainConfig
 from automl.data.preprocess import native_size
 
@@ -22,18 +24,31 @@ IMAGES_PER_STEP = 40  # the auto batch size is about n_train / 40 (a power of tw
 MIN_BATCH, MAX_BATCH = 16, 128  # ... within these bounds
 MIN_EPOCHS, MAX_EPOCHS = 6, 100
 FINAL_FACTOR = 2  # the final fit (train + validation, no early stopping) trains this many times a candidate
+SEED_MEMORY_SHARE = 0.25  # of a candidate's memory limit the seed network may take: room for its children
 
 
-def auto_batch_size(n_train: int) -> int:
-    """A power of two near ``n_train / IMAGES_PER_STEP``, within [MIN_BATCH, MAX_BATCH]."""
+def auto_batch_size(n_train: int, max_batch: int = MAX_BATCH) -> int:
+    """A power of two near ``n_train / IMAGES_PER_STEP``, within [MIN_BATCH, max_batch]."""
     target = max(n_train, 1) / IMAGES_PER_STEP
-    return int(min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(max(target, 1))))))
+    return int(min(max_batch, max(MIN_BATCH, 2 ** round(math.log2(max(target, 1))))))
 
 
-def resolve(config: TrainConfig, n_train: int) -> TrainConfig:
+def memory_batch_cap(seed: Graph, limit_mb: float) -> int:
+    """The largest auto batch size (a power of two, at least MIN_BATCH) at which ``seed`` trains in
+    ``SEED_MEMORY_SHARE`` of ``limit_mb``. Why: activations grow with the batch times the input's pixels;
+    at 128 px the seed network at batch 128 needs about 2.4 GB, and the children the search grows from
+    it more, so large inputs train in smaller batches instead of exhausting the machine."""
+    batch = MAX_BATCH
+    while batch > MIN_BATCH and estimate_memory_mb(seed, batch) > SEED_MEMORY_SHARE * limit_mb:
+        batch //= 2
+    return batch
+
+
+def resolve(config: TrainConfig, n_train: int, max_batch: int = MAX_BATCH) -> TrainConfig:
     """``config`` with every 0 (batch size, epochs, patience) replaced by its value for ``n_train``
-    training images; explicit values are kept as the user set them."""
-    batch = config.batch_size or auto_batch_size(n_train)
+    training images (an auto batch size at most ``max_batch``); explicit values are kept as the user
+    set them."""
+    batch = config.batch_size or auto_batch_size(n_train, max_batch)
     steps_per_epoch = max(1, math.ceil(n_train / batch))
     epochs = config.max_epochs or min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(config.candidate_steps / steps_per_epoch)))
     patience = config.patience or max(2, epochs // 4)

@@ -169,6 +169,19 @@ def train_candidate(
     return result
 
 
+def score_weights(graph: Graph, weights: dict[str, torch.Tensor], data: TensorData,
+                  config: TrainConfig) -> TrainResult:
+    """``weights`` scored on the validation split without training: a warm start's root, trained by an
+    earlier search, is ranked on this data for the price of a forward pass."""
+    start = time.time()
+    placement = place(config.device, config.amp)
+    model = build_module(graph)
+    model.load_state_dict(weights)  # strict
+    val_acc, val_loss = scores(placement.model(model), data.x_val, data.y_val)
+    return TrainResult(val_accuracy=val_acc, val_loss=val_loss, inherited_val_accuracy=val_acc,
+                       stopped="warm start", train_seconds=time.time() - start, state=weights)
+
+
 def _train(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,
            seed: int, deadline: float | None, max_epochs: int | None, on_epoch: EpochCallback | None,
            placement: Placement) -> TrainResult:

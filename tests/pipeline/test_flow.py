@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from automl.search.store import CandidateStore
 from flows.cli import main
 from flows.pipeline import run_pipeline
-from tasks.remote import DATA_FILES
+from tasks.remote import DATA_FILES, DATA_ROOT, DIGEST_TAG
 
 PYFUNC_PREDICT = """
 import json, sys, numpy as np, mlflow
@@ -122,6 +122,7 @@ def test_a_dask_local_cluster_trains_candidates_in_two_worker_processes_through_
     assert len(workers) == 2 and not any(w.endswith(f":{os.getpid()}") for w in workers)
     assert set(DATA_FILES) == {Path(a.path).name for a in client.list_artifacts(
         parent.info.run_id, "data/preprocessed")}
+    assert (DATA_ROOT / parent.data.tags[DIGEST_TAG] / "preprocessed" / "train.npy").is_file()  # fetched by digest
     store = CandidateStore(Path(params.paths.work, "search"))
     for run in children:
         candidate_id = int(run.data.tags["automl.candidate_id"])
@@ -261,6 +262,30 @@ def test_the_champion_alias_moves_only_to_a_better_model_on_the_same_test_split(
     assert better["alias"] == "champion" and better["uri"] == f"models:/{name}@champion"
     assert int(client.get_model_version_by_alias(name, "champion").version) == better["version"] == 4
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 3
+
+
+@pytest.mark.slow
+def test_a_second_run_warm_started_from_the_first_begins_with_its_best_networks_scored_not_trained(flow_run,
+                                                                                                  tmp_path):
+    """Scheduled runs that build on each other: a second pipeline run with ``search.warm_start`` naming the
+    first's MLflow run starts with the first's two best architectures, scored without training, their
+    origin in the store and in MLflow; morphs grow from them (its candidates train in Prefect tasks, the
+    roots in the driver, which holds their weights)."""
+    params, result, client = flow_run
+    earlier = result["export"]["run_id"]
+    best_two = [(r.id, r.architecture) for r in CandidateStore(Path(params.paths.work, "search")).ranked()[:2]]
+    later = run_pipeline(params.replace(**{
+        "runner.kind": "thread", "search.parallel": 1, "search.max_candidates": 4, "search.warm_start": earlier,
+        "search.warm_start_top": 2, "paths.work": str(tmp_path / "artifacts"),
+        "paths.export": str(tmp_path / "exported"), "paths.reports": str(tmp_path / "reports")}), quiet=True)
+    records = CandidateStore(tmp_path / "artifacts" / "search").records()
+    assert [(r.origin.candidate, r.architecture) for r in records[:2]] == best_two
+    assert all(r.origin.source == earlier and r.epochs == 0 and r.stopped == "warm start" for r in records[:2])
+    assert len(records) == 4 and all(r.origin is None and r.parent_id for r in records[2:])
+    experiment = client.get_run(earlier).info.experiment_id
+    tagged = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{later['export']['run_id']}' "
+                                f"and tags.`automl.origin_run` = '{earlier}'")
+    assert sorted(int(r.data.tags["automl.origin_candidate"]) for r in tagged) == sorted(i for i, _ in best_two)
 
 
 class CrashedTask:

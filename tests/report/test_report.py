@@ -11,7 +11,7 @@ from automl.arch.graph import initial_graph
 from automl.arch.morph import apply_morph, possible_morphs
 from automl.report import plots
 from automl.report.render import PICTURES, SECTIONS, candidate_row, render, report_data, trajectory
-from automl.search.records import CandidateRecord, Reasoning, Status
+from automl.search.records import CandidateRecord, Origin, Reasoning, Status
 
 
 def records() -> list[CandidateRecord]:
@@ -23,7 +23,7 @@ def records() -> list[CandidateRecord]:
 
     return [
         record(1, None, None, Status.COMPLETE, val_accuracy=0.6, finished_at=1003.0,
-               reasoning=Reasoning(estimated_memory_mb=10.0)),
+               reasoning=Reasoning(estimated_memory_mb=10.0), origin=Origin("0123456789abcdef" * 2, 4, 0)),
         record(2, 1, "skip_add", Status.COMPLETE, val_accuracy=0.8, finished_at=1007.0),
         record(3, 1, "wider_conv+deeper_dense", Status.FAILED, finished_at=1008.0,
                error="RuntimeError: out of memory\ntraceback"),
@@ -53,6 +53,7 @@ def test_the_report_has_every_section_with_non_blank_pictures_and_the_candidate_
     for anchor, _, _, _ in SECTIONS:
         assert f'<section id="{anchor}">' in html
     assert '<section id="candidates">' in html and "RuntimeError: out of memory" in html and "skip_add" in html
+    assert "#4 of 01234567" in html  # a warm start's root says which earlier run's candidate it is
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(embedded) == len(SECTIONS)  # self-contained: no file is referenced
     for name in PICTURES:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import random
 import time
 
 import pytest
@@ -117,6 +118,27 @@ def test_batches_are_distinct_children_of_trained_architectures(name):
     for c in told[1:]:
         assert c.parent_id in trained and c.parent_id < c.id and c.operation
         assert c.graph.history[-1]["op"] == c.operation.split("+")[-1]
+
+
+@pytest.mark.parametrize("name", MORPHING)
+def test_warm_roots_are_asked_first_in_order_survive_a_save_and_children_grow_from_them(name):
+    from automl.arch.graph import initial_graph
+    from automl.arch.morph import random_morph
+    from automl.search.records import Origin
+
+    graphs = [random_morph(initial_graph(SHAPE, CLASSES), random.Random(i)) for i in range(3)]
+    roots = [(g, Origin("run-1", 7 + i, i)) for i, g in enumerate(graphs)]
+    a = _make(name, SHAPE, CLASSES, 0, FAST, memory_limit_mb=10_000.0, roots=roots)
+    (first,) = a.ask(1)
+    b = searcher_from_state(json.loads(json.dumps(a.to_state())))
+    rest = b.ask(5)
+    assert [c.origin for c in [first, *rest]] == [o for _, o in roots]  # not the seed network; then nothing else
+    assert all(c.score_only and c.parent_id is None and not c.until_deadline for c in [first, *rest])
+    for c in [first, *rest]:  # the first was asked before the save: still pending in the restored searcher
+        b.tell(c.id, fake_result(c))
+    children = drive(b, rounds=3)
+    assert children and {c.parent_id for c in children} <= {c.id for c in [first, *rest]} | {c.id for c in children}
+    assert all(c.origin is None for c in children)
 
 
 @pytest.mark.parametrize("name", MORPHING)

@@ -47,22 +47,22 @@ def test_unknown_operations_are_a_config_error():
 def test_cuda_without_cuda_stops_before_any_candidate(data, tmp_path):
     session = SearchSession(tmp_path, PARAMS.replace(**{"train.device": "cuda"}))
     with pytest.raises(ConfigError, match="CUDA is not available"):
-        session.start(data, 2)
+        session.start(data, [0, 1])
     assert session.store.records() == []
 
 
 def test_the_searcher_gets_its_memory_limit_from_the_session(data, tmp_path):
-    start = SearchSession(tmp_path, PARAMS.replace(**{"search.max_memory_mb": 500})).start(data, 2)
+    start = SearchSession(tmp_path, PARAMS.replace(**{"search.max_memory_mb": 500})).start(data, [0, 1])
     assert start.searcher.memory_limit_mb == 500
-    auto = SearchSession(tmp_path / "auto", PARAMS).start(data, 2)
+    auto = SearchSession(tmp_path / "auto", PARAMS).start(data, [0, 1])
     assert 0 < auto.searcher.memory_limit_mb < float("inf")
     with pytest.raises(ConfigError, match="max_memory_mb=0.01 is below what the seed network needs"):
-        SearchSession(tmp_path / "tiny", PARAMS.replace(**{"search.max_memory_mb": 0.01})).start(data, 2)
+        SearchSession(tmp_path / "tiny", PARAMS.replace(**{"search.max_memory_mb": 0.01})).start(data, [0, 1])
 
 
 def test_search_best_and_final_fit_in_one_session(data, tmp_path):
     session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial"}))
-    start = session.start(data, 2)
+    start = session.start(data, [0, 1])
     summary = session.run(start, session.in_process(data), time_limit=3)
     best = session.best(summary)
     assert best.succeeded and best == session.store.best()
@@ -76,7 +76,7 @@ def test_a_final_fit_that_loses_accuracy_on_its_own_data_keeps_the_searched_weig
     """A learning rate of 1 against a huge decay leaves a finite loss and a network near chance: the
     final fit's own data shows the damage, so the searched weights (trained on the same data) are saved."""
     session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial", "train.max_epochs": 6}))
-    best = session.best(session.run(session.start(data, 2), session.in_process(data), time_limit=20))
+    best = session.best(session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=20))
     searched = session.store.weights(best.id)
     ruin = SearchSession(tmp_path, session.params.replace(**{"train.weight_decay": 1e4, "train.learning_rate": 1.0,
                                                           "train.lr_schedule": "constant", "final_fit.epochs": 3}))
@@ -102,7 +102,7 @@ def test_the_final_fit_follows_the_protocol_the_candidates_got(tmp_path):
     auto = Params().replace(**{"train.threads": 1, "train.candidate_steps": 400, "search.strategy": "initial"})
     search_data, final_data = TensorData(*bars(700, 0), *bars(64, 1)), TensorData(*bars(1_000, 2))
     session = SearchSession(tmp_path, auto)
-    session.run(session.start(search_data, 2), session.in_process(search_data), time_limit=2)
+    session.run(session.start(search_data, [0, 1]), session.in_process(search_data), time_limit=2)
     assert session.store.protocol() == {"batch_size": 16, "max_epochs": 10, "patience": 2}
     best = session.best()
     final = SearchSession(tmp_path, auto).final_fit(session.store.graph(best.id), session.store.weights(best.id),
@@ -125,7 +125,7 @@ def test_an_ensemble_final_model_is_saved_loaded_and_replaced_whole(data, tmp_pa
     candidates as searched; a later final fit without an ensemble leaves no stale member behind."""
     session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "random", "search.max_candidates": 4,
                                                          "final_fit.ensemble": 3}))
-    session.run(session.start(data, 2), session.in_process(data), time_limit=30)
+    session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=30)
     best, second, third = session.store.ranked()[:3]
     members = session.ensemble_members(best.id)
     assert [g for g, _ in members] == [session.store.graph(second.id), session.store.graph(third.id)]

@@ -3,14 +3,20 @@
 import numpy as np
 import pytest
 
+from automl.arch.graph import initial_graph
+from automl.arch.memory import estimate_memory_mb
 from automl.config import FinalFitConfig, TrainConfig
 from automl.training.protocol import (
     CANDIDATE_SECONDS,
+    MAX_BATCH,
+    MIN_BATCH,
     PIXEL_RATE,
+    SEED_MEMORY_SHARE,
     auto_batch_size,
     auto_image_size,
     final_epochs,
     image_size_for,
+    memory_batch_cap,
     resolve,
 )
 
@@ -33,6 +39,17 @@ def test_explicit_values_are_kept_and_resolving_twice_changes_nothing():
     assert resolve(explicit, 1_000) == explicit
     once = resolve(TrainConfig(), 2_000)
     assert resolve(once, 2_000) == once
+
+
+def test_large_inputs_train_in_batches_the_seed_network_fits_in_a_share_of_the_memory_limit():
+    small, large = initial_graph((1, 28, 28), 10), initial_graph((3, 128, 128), 10)
+    assert memory_batch_cap(small, 6_000) == MAX_BATCH
+    cap = memory_batch_cap(large, 6_000)
+    assert MIN_BATCH <= cap < MAX_BATCH and estimate_memory_mb(large, cap) <= SEED_MEMORY_SHARE * 6_000
+    assert estimate_memory_mb(large, 2 * cap) > SEED_MEMORY_SHARE * 6_000
+    assert memory_batch_cap(large, 1.0) == MIN_BATCH  # never below it: the memory check refuses instead
+    assert resolve(TrainConfig(), 50_000, cap).batch_size == cap
+    assert resolve(TrainConfig(batch_size=128), 50_000, cap).batch_size == 128  # the user's choice is kept
 
 
 def test_the_final_fit_trains_twice_a_candidate_unless_told():
