@@ -44,9 +44,12 @@ def run_day(x: np.ndarray, y: np.ndarray, rows: np.ndarray, test: np.ndarray, pa
     clf = ImageClassifier(path=path, params=params, warm_start=warm_from, overwrite=True)
     start = time.time()
     clf.fit(x[rows], y[rows], time_limit=budget * (1 - FINAL_SHARE))
+    searched = time.time()
     clf.final_fit(x[rows], y[rows])
+    final = time.time()
     records = CandidateStore(path).records()
     return {"test_accuracy": clf.evaluate(x[test], y[test]), "seconds": round(time.time() - start, 1),
+            "search_seconds": round(searched - start, 1), "final_fit_seconds": round(final - searched, 1),
             "n_candidates": len(records), "roots": sum(r.origin is not None for r in records),
             "best_val_accuracy": max((r.val_accuracy or 0.0) for r in records)}
 

@@ -35,6 +35,7 @@ from automl.arch.graph import initial_graph
 from automl.config import TrainConfig
 from automl.data.pixels import Pixels, open_cache
 from automl.data.preprocess import CHUNK
+from automl.search.store import CandidateStore
 from automl.training.trainer import TensorData, set_threads, train_candidate
 from bench.common import RESULTS, alternate, indian_pines
 
@@ -86,7 +87,9 @@ def pipeline_memory(folder: Path, size: int, search_seconds: float, final_second
            "preprocess_over_baseline_chunks": round((prep - base) * 2**30 / (CHUNK * 3 * size * size), 2)}
     if whole_run:
         whole, seconds = peak_rss_gb([automl, "run", "--quiet", *sets], folder)
-        out |= {"scale_peak_rss_gb": round(whole, 3), "scale_seconds": round(seconds, 1)}
+        searched = CandidateStore(folder / "artifacts" / "search").spent()
+        out |= {"scale_peak_rss_gb": round(whole, 3), "scale_seconds": round(seconds, 1),
+                "scale_search_seconds": round(searched, 1), "scale_search_limit": search_seconds}
     return out
 
 
@@ -126,10 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="automl-scale-") as tmp:
         folder = Path(tmp)
+        throughput = stream_throughput(folder, args.repeats)  # before the folder: its writeback slows training
         start = time.time()
         build_folder(folder, args.images, args.size)
         out = {"images": args.images, "image_size": args.size, "build_seconds": round(time.time() - start, 1),
-               **stream_throughput(folder, args.repeats),
+               **throughput,
                **pipeline_memory(folder, args.size, args.search_seconds, args.final_seconds, not args.preprocess_only)}
     print(json.dumps(out, indent=1))
     print(f"scale_peak_rss_gb {out.get('scale_peak_rss_gb', 'not run')} (target < {TARGET_RSS_GB}); "

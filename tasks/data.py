@@ -122,9 +122,13 @@ def load_split(work: str | Path, name: str) -> tuple[Pixels, torch.Tensor]:
     it is read) and its class indices."""
     folder = Path(work, "preprocessed")
     pre = Preprocessor.from_dict(read_json(folder / "preprocessor.json"))
-    with np.load(folder / f"{name}_labels.npz", allow_pickle=False) as data:
-        labels = torch.from_numpy(data["y"])
-    return Pixels((open_cache(folder / f"{name}.npy"),), tuple(pre.mean), tuple(pre.std)), labels
+    return Pixels((open_cache(folder / f"{name}.npy"),), tuple(pre.mean), tuple(pre.std)), load_labels(work, name)
+
+
+def load_labels(work: str | Path, name: str) -> torch.Tensor:
+    """One split's class indices, without its pixels."""
+    with np.load(Path(work, "preprocessed", f"{name}_labels.npz"), allow_pickle=False) as data:
+        return torch.from_numpy(data["y"])
 
 
 def load_tensors(work: str | Path, train: tuple[str, ...] = ("train",), val: str | None = "val") -> TensorData:

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from automl.data.images import read_image, resolve_image_path
 from automl.export.model import export_model
-from automl.fileio import read_json, write_csv, write_json
+from automl.fileio import atomic_path, read_json, write_csv, write_json
 from automl.report.progress import ConsoleProgress
 from automl.session import load_network
 from automl.training.trainer import class_accuracies, predict_logits
@@ -20,6 +20,8 @@ from tasks import registry, tracking
 from tasks.data import load_preprocessor, load_split, load_tensors, split_rows, work_dir
 from tasks.search import parent_run_of, session_of
 from tasks.settings import PipelineParams
+
+TEST_PROBABILITIES = "test_probabilities.npy"  # under paths.work: (test images, classes) float32
 
 
 @task(name="final-fit", cache_policy=NO_CACHE)
@@ -53,10 +55,14 @@ def load_final(params: PipelineParams) -> torch.nn.Module:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(params: PipelineParams) -> dict[str, Any]:
-    """Test accuracy (overall and per class) of the final model; written to ``metrics.json``."""
+    """Test accuracy (overall and per class) of the final model, written to ``metrics.json``, and its
+    class probabilities for each test image (``TEST_PROBABILITIES``, which the report reads)."""
     model = load_final(params)
     x, y = load_split(params.paths.work, "test")
-    pred = predict_logits(model, x).argmax(1)
+    probabilities = torch.softmax(predict_logits(model, x), 1)
+    with atomic_path(work_dir(params, TEST_PROBABILITIES)) as tmp, tmp.open("wb") as handle:
+        np.save(handle, probabilities.numpy())  # the report's, so the test split is scored once
+    pred = probabilities.argmax(1)
     per_class = class_accuracies(y.numpy(), pred.numpy(), load_preprocessor(params).classes)
     best = read_json(work_dir(params, "search", "best.json"))
     metrics = {"test_accuracy": float((pred == y).float().mean()), "test_size": int(len(y)),

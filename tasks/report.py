@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -21,10 +20,9 @@ from automl.fileio import read_json, write_csv, write_json
 from automl.report.render import render, report_data, trajectory
 from automl.search.store import CandidateStore
 from automl.session.session import MEMBERS
-from automl.training.trainer import predict_logits
 from tasks import tracking
-from tasks.data import load_preprocessor, load_split, work_dir
-from tasks.model import load_final
+from tasks.data import load_labels, load_preprocessor, work_dir
+from tasks.model import TEST_PROBABILITIES
 from tasks.search import parent_run_of, search_summary
 from tasks.settings import PipelineParams
 
@@ -45,8 +43,8 @@ def collect(params: PipelineParams, run_id: str) -> dict[str, Any]:
     """Everything the report shows, from the run's files under ``paths.work``; the raw test images are
     read again only for the misclassified ones (the tensors are normalized and resized)."""
     classes = load_preprocessor(params).classes
-    x, y = load_split(params.paths.work, "test")
-    probabilities = torch.softmax(predict_logits(load_final(params), x), 1).numpy()
+    y = load_labels(params.paths.work, "test")
+    probabilities = np.load(work_dir(params, TEST_PROBABILITIES), allow_pickle=False)
     names, _ = read_labels_csv(work_dir(params, "split", "test.csv"))
     folder = Path(params.data.images)
     metrics = read_json(Path(params.paths.work, "metrics.json"))

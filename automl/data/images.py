@@ -8,6 +8,7 @@ Every bad row is collected and reported in one error, so a user fixes the CSV on
 from __future__ import annotations
 
 import io
+import mmap
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ class _Gathered:
     """Decoded images copied into one array as they come while they share a shape (a list once one
     differs). Why: a list of them and its stacked copy held twice the chunk, and thousands of small
     arrays freed one by one fragment the heap, which kept the preprocess step hundreds of MB above
-    what it reads; one array is one allocation, given back whole."""
+    what it reads; one array is one allocation, given back whole (``own_pages``)."""
 
     def __init__(self, n: int) -> None:
         self.n, self.count = n, 0
@@ -160,7 +161,7 @@ class _Gathered:
 
     def add(self, image: np.ndarray) -> None:
         if self.array is None and self.images is None:
-            self.array = np.empty((self.n, *image.shape), dtype=image.dtype)
+            self.array = own_pages((self.n, *image.shape), image.dtype)
         if self.images is None and self.array is not None and image.shape == self.array.shape[1:] \
                 and image.dtype == self.array.dtype:
             self.array[self.count] = image
@@ -175,6 +176,18 @@ class _Gathered:
         if self.images is not None:
             return self.images
         return self.array[: self.count] if self.array is not None else []
+
+
+def own_pages(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array in memory of its own (an anonymous map), returned to the system when it is
+    freed. Why not ``np.empty``: after the first chunk, glibc serves allocations of this size from its heap
+    and keeps them when freed; the small allocations made while the next chunk decodes land inside, so the
+    next chunk's array no longer fits there and the heap grows by another chunk (the preprocess step held
+    two chunks' worth for one in use)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes < mmap.PAGESIZE:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def as_image_list(x: ImageBatch) -> list[np.ndarray]:

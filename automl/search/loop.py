@@ -85,6 +85,11 @@ def budget_heartbeat(store: CandidateStore, spent: float, every: float = 2.0) ->
         save()
 
 
+SCORINGS = 2  # validation passes a child needs at the least (its inherited weights', its trained ones'):
+# with less time left than that, another candidate would only end past the deadline (at 128 px the
+# search had run to 213 s of its 120)
+
+
 def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateStore, *, time_limit: float,
                max_candidates: int, parallel: int = 1, max_consecutive_failures: int = 0) -> SearchSummary:
     """Ask, train, tell until the time budget, the candidate cap (0: none) or the strategy runs out, or
@@ -97,7 +102,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
     searcher, began = start.searcher, time.time()
     deadline = began + time_limit - start.spent
     store.log(f"search started: strategy={searcher.name} time_limit={time_limit:.0f}s max_candidates={max_candidates}")
-    clock, streak, stopped = Stopwatch(), 0, ""
+    clock, streak, stopped, scoring = Stopwatch(), 0, "", 0.0
 
     def ask() -> list[Candidate]:
         room = min(parallel, max_candidates - (searcher.next_id - 1)) if max_candidates else parallel
@@ -110,7 +115,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
     with heartbeat as save_spent, ThreadPoolExecutor(1, thread_name_prefix="searcher") as pool:
         with clock("searcher_wait"):
             candidates = start.first or ask()
-        while candidates and time.time() < deadline:
+        while candidates and time.time() + SCORINGS * scoring < deadline:
             upcoming = pool.submit(ask)
             with clock("train_batch"):
                 records = train_batch(candidates, batch_deadline(candidates, deadline))
@@ -120,6 +125,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
                 for candidate, record in zip(candidates, records):
                     searcher.tell(candidate.id, record.outcome())
                     streak = 0 if record.status is Status.COMPLETE else streak + 1
+                    scoring = max(scoring, record.timing.get("score", 0.0))
                 store.save_searcher(searcher)
                 save_spent()
             if max_consecutive_failures and streak >= max_consecutive_failures:
@@ -129,7 +135,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
                 with clock("searcher_wait"):
                     proposals = ask()  # empty ahead of time when nothing was trained yet
             candidates = proposals
-    stopped = stopped or ("time limit" if time.time() >= deadline else "no more candidates")
+    stopped = stopped or ("time limit" if time.time() + SCORINGS * scoring >= deadline else "no more candidates")
     records = store.records()
     failed = sum(r.status is Status.FAILED for r in records)
     store.log(f"search ended ({stopped}): {len(records)} candidates, {failed} failed, {time.time() - began:.0f}s")

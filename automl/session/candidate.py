@@ -78,7 +78,8 @@ def train_and_record(candidate: Candidate, store: CandidateStore, data: TensorDa
     with clock("callbacks"):
         for cb in callbacks:
             cb.on_candidate_end(candidate, record, weights)
-    record = record.replace(timing=dict(clock.rounded(), wall=round(time.perf_counter() - start, 4)))
+    record = record.replace(timing=dict(clock.rounded(), score=round(result.score_seconds, 4),
+                                        wall=round(time.perf_counter() - start, 4)))
     store.save(record)
     return record
 

@@ -95,7 +95,7 @@ class FinalModel:
     graph: Graph
     state: dict[str, torch.Tensor]
     result: TrainResult
-    fit_accuracy: float  # of the trained weights on the final fit's data (up to GUARD_IMAGES of it), in eval mode
+    fit_accuracy: float  # of the trained weights on the final fit's data (up to guard_images of it), in eval mode
     searched_fit_accuracy: float | None  # of the searched weights on the same data (None: retrained)
     kept_searched: bool = False
     members: tuple[Network, ...] = ()  # averaged with it in the final model (``final_fit.ensemble``)
@@ -208,8 +208,10 @@ class SearchSession:
         set_threads(self.params.train.threads)
         train = resolve(self._searched_protocol(), len(data.x_train))
         deadline = time.time() + fit.time_limit if fit.time_limit else None
+        guard = guard_images(data) * (1 if start is None else 2)  # scored by _guarded
         result = train_candidate(graph, start, data, train, seed=self.params.seed, deadline=deadline,
-                                 max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch)
+                                 max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch,
+                                 scored_after=guard)
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
@@ -235,15 +237,24 @@ class SearchSession:
         return dataclasses.replace(train, **{k: saved[k] for k in SIZED if k in saved and not getattr(train, k)})
 
 
-GUARD_IMAGES = 4096  # the final fit's guard scores at most this many of the images it trained on
+GUARD_PIXELS = 4096 * 28 * 28  # the final fit's guard scores at most as many pixels as 4,096 images of 28x28
+GUARD_MIN_IMAGES = 512  # ... and at least this many images, when it has them
+
+
+def guard_images(data: TensorData) -> int:
+    """How many of its training images the final fit's guard scores (``_fit_score``): a sample sized by
+    pixels, so the guard's cost does not grow with the dataset or the image size. Why: 2 x 4,096 images
+    at 128 px took 95 s, more than the final fit's 60 s limit allowed for training and guard together."""
+    height, width = data.x_train.shape[-2:]
+    return min(len(data.x_train), max(GUARD_MIN_IMAGES, GUARD_PIXELS // (height * width)))
 
 
 def _fit_score(graph: Graph, state: dict[str, torch.Tensor], data: TensorData) -> float:
-    """Accuracy on the data it trained on, or on an evenly spaced sample of ``GUARD_IMAGES`` of it: enough
+    """Accuracy on the data it trained on, or on an evenly spaced sample of ``guard_images`` of it: enough
     to see a collapse (0.99 to 0.20), at a cost that does not grow with the dataset (scoring all 45,000
     images of 128 px twice took 15 minutes after a final fit limited to one)."""
     n = len(data.x_train)
-    rows = torch.from_numpy(np.unique(np.linspace(0, n - 1, min(n, GUARD_IMAGES)).round().astype(np.int64)))
+    rows = torch.from_numpy(np.unique(np.linspace(0, n - 1, guard_images(data)).round().astype(np.int64)))
     model, batch = network_module([(graph, state)]), eval_batch_size(data.x_train.shape)
     correct = sum(int((predict_logits(model, data.x_train[rows[i : i + batch]]).argmax(1)
                        == data.y_train[rows[i : i + batch]]).sum()) for i in range(0, len(rows), batch))

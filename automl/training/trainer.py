@@ -29,7 +29,7 @@ from automl.errors import describe_error, stops_the_run
 from automl.training.augment import augment
 from automl.training.device import Placement, place
 from automl.training.protocol import resolve
-from automl.training.schedule import LRSchedule
+from automl.training.schedule import Cutoff, LRSchedule
 
 Inputs = torch.Tensor | Pixels  # normalized inputs, or uint8 pixels normalized as batches are read
 EVAL_PIXELS = 512 * 28 * 28  # pixels per scoring batch (eval_batch_size)
@@ -66,6 +66,7 @@ class TrainResult:
     epochs: int = 0
     stopped: str = ""  # "patience" | "max_epochs" | "deadline" | "error"
     train_seconds: float = 0.0
+    score_seconds: float = 0.0  # the last validation pass: what scoring one more candidate would cost
     history: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     out_of_memory: bool = False  # set where the error is caught; the searcher then proposes smaller
@@ -76,8 +77,9 @@ class TrainResult:
         return bool(self.error)
 
     def fields(self) -> dict[str, Any]:
-        """Everything but the weights, by the names the candidate record uses."""
-        return {**{k: v for k, v in self.__dict__.items() if k != "state"}, "history": tuple(self.history)}
+        """Everything but the weights and the clock, by the names the candidate record uses."""
+        return {**{k: v for k, v in self.__dict__.items() if k not in ("state", "score_seconds")},
+                "history": tuple(self.history)}
 
 
 EpochCallback = Callable[[EpochInfo], None]
@@ -148,19 +150,22 @@ def train_candidate(
     until_deadline: bool = False,
     on_epoch: EpochCallback | None = None,
     slot: int = 0,
+    scored_after: int = 0,
 ) -> TrainResult:
     """Train ``graph`` (starting from any fitting ``weights``) and return its best state (on the CPU)
     by validation accuracy, ties broken by validation loss. Stops at ``patience`` epochs without
     improvement, ``max_epochs`` or the ``deadline`` (a ``time.time()`` value), cutting the epoch in
-    progress at the deadline. ``slot`` picks the GPU when there are several (see
+    progress early enough that its validation, and the ``scored_after`` images the caller scores
+    after it, end by the deadline (``Cutoff``). ``slot`` picks the GPU when there are several (see
     ``automl.training.device``)."""
     start = time.time()
     config = resolve(config, len(data.x_train))  # 0s in the params: sized from the data
     placement = place(config.device, config.amp, slot)  # a ConfigError: no candidate could train
     try:
         epochs = None if until_deadline and deadline is not None else max_epochs or config.max_epochs
-        result = _train(graph, weights, data, config, seed, deadline, epochs, on_epoch,
-                        placement)
+        validation = len(data.x_val) if data.x_val is not None else 0
+        result = _train(graph, weights, data, config, seed, Cutoff(deadline, validation + scored_after), epochs,
+                        on_epoch, placement)
     except Exception as exc:  # a bug, NaN loss, out of memory: this candidate fails, the search goes on
         if stops_the_run(exc):
             raise
@@ -183,12 +188,12 @@ def score_weights(graph: Graph, weights: dict[str, torch.Tensor], data: TensorDa
 
 
 def _train(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,
-           seed: int, deadline: float | None, max_epochs: int | None, on_epoch: EpochCallback | None,
+           seed: int, cutoff: Cutoff, max_epochs: int | None, on_epoch: EpochCallback | None,
            placement: Placement) -> TrainResult:
     devices = [placement.device.index or 0] if placement.cuda else []
     with torch.random.fork_rng(devices=devices):  # initialization and dropout draw from this seed only
         torch.manual_seed(seed)
-        return _train_seeded(graph, weights, data, config, seed, deadline, max_epochs, on_epoch, placement)
+        return _train_seeded(graph, weights, data, config, seed, cutoff, max_epochs, on_epoch, placement)
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -196,7 +201,7 @@ def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,
-                  seed: int, deadline: float | None, max_epochs: int | None, on_epoch: EpochCallback | None,
+                  seed: int, cutoff: Cutoff, max_epochs: int | None, on_epoch: EpochCallback | None,
                   placement: Placement) -> TrainResult:
     model = build_module(graph)
     if weights:
@@ -205,7 +210,7 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
     train = TensorData(*placement.dataset(data.x_train, data.y_train))
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = LRSchedule(config, max_epochs, deadline)
+    schedule = LRSchedule(config, max_epochs, cutoff.deadline)
     has_val = data.x_val is not None and len(data.x_val) > 0
     result = TrainResult(stopped="max_epochs")
     if weights and has_val:
@@ -213,9 +218,10 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
     best, since_best = (-1.0, 0.0), 0
     for epoch in itertools.count(1) if max_epochs is None else range(1, max_epochs + 1):
         epoch_start = time.time()
-        loss, cut = _run_epoch(model, optimizer, train, config, generator, deadline, schedule.for_epoch(epoch),
-                               placement)
+        loss, cut = _run_epoch(model, optimizer, train, config, generator, cutoff, schedule, epoch, placement)
+        scoring = time.time()
         val_acc, val_loss = scores(model, data.x_val, data.y_val) if has_val else (None, None)
+        result.score_seconds = time.time() - scoring
         info = EpochInfo(epoch, max_epochs, loss, val_acc, val_loss, time.time() - epoch_start)
         result.history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "val_loss": val_loss,
                                "seconds": info.seconds})
@@ -230,7 +236,7 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
             result.state = _cpu_copy(model)
         else:
             since_best += 1
-        if cut or (deadline is not None and time.time() >= deadline):
+        if cut or cutoff.passed():
             result.stopped = "deadline"
             break
         if has_val and max_epochs is not None and since_best >= config.patience:
@@ -242,17 +248,20 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
 
 
 def _run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData, config: TrainConfig,
-               generator: torch.Generator, deadline: float | None, lr_at: Callable[[float], float],
+               generator: torch.Generator, cutoff: Cutoff, schedule: LRSchedule, epoch: int,
                placement: Placement) -> tuple[float, bool]:
-    """One pass over shuffled training data; returns (mean loss, whether the deadline cut it).
+    """One pass over shuffled training data; returns (mean loss, whether the ``cutoff`` cut it), which
+    learns the training speed as it goes; the learning rate anneals to the cutoff, not past it.
     The loss is summed on the device and read once per epoch: reading it per batch would make the
     CPU wait for the GPU at every step."""
     model.train()
-    n = len(data.x_train)
+    n, start, lr_at = len(data.x_train), time.time(), schedule.for_epoch(epoch)
     order = torch.randperm(n, generator=generator)
     total, seen, scaler = torch.zeros((), device=placement.device), 0, placement.scaler()
     for i in range(0, n, config.batch_size):
-        if deadline is not None and seen and time.time() >= deadline:
+        cutoff.observe(time.time() - start, seen)
+        schedule.deadline = cutoff.at
+        if seen and cutoff.passed():
             return _finite(total, seen, i, config), True
         idx = order[i : i + config.batch_size]
         if len(idx) < 2 and seen:  # BatchNorm needs more than one sample per batch

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from automl.data.embedded import write_default_dataset
-from automl.data.images import load_image_dataset, read_image
+from automl.data.images import load_image_dataset, own_pages, read_image
 from automl.data.split import stratified_split
 from automl.errors import DataError
 from tests.conftest import write_dataset
@@ -14,6 +14,15 @@ def test_loads_uniform_images_as_one_array_with_string_labels(digits_on_disk, di
     assert isinstance(x, np.ndarray) and x.shape == (400, 28, 28) and x.dtype == np.uint8
     np.testing.assert_array_equal(x, digits[0])
     assert list(y[:2]) == ["0", "0"] and y.dtype.kind == "U"
+
+
+def test_a_chunk_array_has_memory_of_its_own_that_outlives_its_views():
+    chunk = own_pages((512, 3, 16, 16), np.uint8)
+    chunk[:] = 7
+    view = chunk[10:12]
+    del chunk
+    assert view.flags.writeable and view.shape == (2, 3, 16, 16) and int(view.sum()) == 7 * view.size
+    assert own_pages((2, 3), np.float32).shape == (2, 3)  # smaller than a page: plain numpy memory
 
 
 def test_mixed_sizes_and_modes_come_back_as_a_list(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from automl.search.store import CandidateStore
@@ -267,25 +268,28 @@ def test_the_champion_alias_moves_only_to_a_better_model_on_the_same_test_split(
 @pytest.mark.slow
 def test_a_second_run_warm_started_from_the_first_begins_with_its_best_networks_scored_not_trained(flow_run,
                                                                                                   tmp_path):
-    """Scheduled runs that build on each other: a second pipeline run with ``search.warm_start`` naming the
+    """Scheduled runs that build on each other: a second ``automl run`` with ``search.warm_start`` naming the
     first's MLflow run starts with the first's two best architectures, scored without training, their
     origin in the store and in MLflow; morphs grow from them (its candidates train in Prefect tasks, the
     roots in the driver, which holds their weights)."""
     params, result, client = flow_run
     earlier = result["export"]["run_id"]
     best_two = [(r.id, r.architecture) for r in CandidateStore(Path(params.paths.work, "search")).ranked()[:2]]
-    later = run_pipeline(params.replace(**{
+    later = params.replace(**{
         "runner.kind": "thread", "search.parallel": 1, "search.max_candidates": 4, "search.warm_start": earlier,
         "search.warm_start_top": 2, "paths.work": str(tmp_path / "artifacts"),
-        "paths.export": str(tmp_path / "exported"), "paths.reports": str(tmp_path / "reports")}), quiet=True)
+        "paths.export": str(tmp_path / "exported"), "paths.reports": str(tmp_path / "reports")})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(later.to_dict()))
+    assert main(["run", "--quiet", "--params", str(tmp_path / "params.yaml")]) == 0
     records = CandidateStore(tmp_path / "artifacts" / "search").records()
     assert [(r.origin.candidate, r.architecture) for r in records[:2]] == best_two
     assert all(r.origin.source == earlier and r.epochs == 0 and r.stopped == "warm start" for r in records[:2])
     assert len(records) == 4 and all(r.origin is None and r.parent_id for r in records[2:])
     experiment = client.get_run(earlier).info.experiment_id
-    tagged = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{later['export']['run_id']}' "
-                                f"and tags.`automl.origin_run` = '{earlier}'")
+    tagged = client.search_runs([experiment], f"tags.`automl.origin_run` = '{earlier}'")
     assert sorted(int(r.data.tags["automl.origin_candidate"]) for r in tagged) == sorted(i for i, _ in best_two)
+    parents = {r.data.tags["mlflow.parentRunId"] for r in tagged}
+    assert len(parents) == 1 and parents != {earlier}  # the roots are candidates of the second run
 
 
 class CrashedTask:

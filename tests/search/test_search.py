@@ -19,8 +19,9 @@ def fresh(searcher):
     return SearchStart(searcher, [], 0.0, False)
 
 
-def fake_trainer(store, seconds=0.0, fail_ids=()):
-    """Records like a trainer's: candidate ``id`` scores 0.5 + id / 100, the ``fail_ids`` fail."""
+def fake_trainer(store, seconds=0.0, fail_ids=(), score_seconds=0.0):
+    """Records like a trainer's: candidate ``id`` scores 0.5 + id / 100, the ``fail_ids`` fail; its
+    validation pass took ``score_seconds``."""
 
     def train_batch(candidates, deadline):
         records = []
@@ -31,7 +32,7 @@ def fake_trainer(store, seconds=0.0, fail_ids=()):
                 done = running.replace(status=Status.FAILED, error="boom", epochs=1)
             else:
                 done = running.replace(status=Status.COMPLETE, val_accuracy=0.5 + c.id / 100, epochs=1)
-            records.append(store.finish(done, None))
+            records.append(store.finish(done, None).replace(timing={"score": score_seconds}))
         return records
     return train_batch
 
@@ -63,6 +64,16 @@ def test_stops_proposing_when_the_budget_is_spent(tmp_path):
     summary = run_search(fresh(make_searcher("random", (1, 12, 12), 3, config=FAST)), train, store,
                          time_limit=1.0, max_candidates=100)
     assert summary.stopped == "time limit" and 2 <= summary.n_candidates <= 5
+
+
+def test_no_candidate_starts_that_could_not_be_scored_by_the_deadline(tmp_path):
+    """A child scores its inherited weights and its trained ones: with less time left than two of the
+    validation passes seen so far, the search ends instead of running past its budget."""
+    store = CandidateStore(tmp_path)
+    train = fake_trainer(store, seconds=0.2, score_seconds=30.0)
+    summary = run_search(fresh(make_searcher("random", (1, 12, 12), 3, config=FAST)), train, store,
+                         time_limit=60, max_candidates=100)
+    assert summary.stopped == "time limit" and summary.n_candidates == 1 and summary.seconds < 30
 
 
 def test_next_proposals_are_computed_while_a_round_trains(tmp_path):

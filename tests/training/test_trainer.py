@@ -9,7 +9,7 @@ from automl.config import TrainConfig
 from automl.errors import ConfigError
 from automl.training.augment import augment
 from automl.training.device import place
-from automl.training.schedule import MIN_LR_FRACTION, LRSchedule
+from automl.training.schedule import MIN_LR_FRACTION, SCORE_SHARE, Cutoff, LRSchedule
 from automl.training.trainer import TensorData, train_candidate
 
 
@@ -57,6 +57,19 @@ def test_deadline_cuts_training(bar_data):
                              deadline=start + 1.0)
     assert result.stopped == "deadline" and result.epochs < 1000
     assert result.state is not None
+
+
+def test_training_stops_early_enough_for_the_scoring_that_follows_it(bar_data):
+    cutoff = Cutoff(deadline=1000.0, after=500)
+    assert cutoff.at == 1000.0  # speed not known yet
+    cutoff.observe(2.0, 100)  # 20 ms an image to train: 500 images to score take 500 * 0.02 * SCORE_SHARE s
+    assert cutoff.at == pytest.approx(1000.0 - 500 * 0.02 * SCORE_SHARE) and cutoff.passed()
+    assert Cutoff(None, 500).at is None and not Cutoff(None, 500).passed()
+    # an hour to go, but scoring a billion images after training would not end by then: cut at once
+    result = train_candidate(initial_graph((1, 10, 10), 2), None, bar_data,
+                             TrainConfig(max_epochs=1000, patience=1000, batch_size=8, threads=2),
+                             deadline=time.time() + 3600, scored_after=10**9)
+    assert result.stopped == "deadline" and result.epochs == 1 and result.state is not None
 
 
 def test_a_diverging_candidate_is_a_failed_result_not_an_exception(bar_data):
