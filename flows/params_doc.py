@@ -25,7 +25,7 @@ HELP = {
     "split.test_fraction": "of all images, stratified by label: only the final model sees it",
     "preprocess.image_size": "resized to this size squared; 0 = from the data (their own size, reduced when large)",
     "train.max_epochs": "per candidate (a child continues from its parent's weights); 0 = candidate_steps' worth",
-    "train.patience": "epochs without validation improvement before a candidate stops; 0 = max_epochs / 4",
+    "train.patience": "epochs without validation improvement before a candidate stops; 0 = max_epochs (no early stop)",
     "train.batch_size": ("images per training step; 0 = about n_train / 40 (a power of two in 16..128), smaller "
                          "where the seed network would take over a quarter of search.max_memory_mb"),
     "train.candidate_steps": "optimizer steps a candidate trains for when max_epochs is 0 (6 to 100 epochs)",

@@ -47,11 +47,17 @@ def memory_batch_cap(seed: Graph, limit_mb: float) -> int:
 def resolve(config: TrainConfig, n_train: int, max_batch: int = MAX_BATCH) -> TrainConfig:
     """``config`` with every 0 (batch size, epochs, patience) replaced by its value for ``n_train``
     training images (an auto batch size at most ``max_batch``); explicit values are kept as the user
-    set them."""
+    set them.
+
+    Sized patience is the epochs themselves: a candidate trains its whole step budget. Why: the learning
+    rate anneals over those epochs (cosine), and on small data validation accuracy plateaus at the high
+    rate and rises as it falls; a patience of a quarter of the epochs cut candidates in that plateau. On
+    dSprites at 64 px in 300 s the seed network stopped at 0.56 validation accuracy after 9 of 19 epochs,
+    while the children that ran their 18 reached 0.77-0.94."""
     batch = config.batch_size or auto_batch_size(n_train, max_batch)
     steps_per_epoch = max(1, math.ceil(n_train / batch))
     epochs = config.max_epochs or min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(config.candidate_steps / steps_per_epoch)))
-    patience = config.patience or max(2, epochs // 4)
+    patience = config.patience or epochs  # sized: no early stop
     return dataclasses.replace(config, batch_size=batch, max_epochs=epochs, patience=patience)
 
 

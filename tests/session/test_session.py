@@ -103,7 +103,7 @@ def test_the_final_fit_follows_the_protocol_the_candidates_got(tmp_path):
     search_data, final_data = TensorData(*bars(700, 0), *bars(64, 1)), TensorData(*bars(1_000, 2))
     session = SearchSession(tmp_path, auto)
     session.run(session.start(search_data, [0, 1]), session.in_process(search_data), time_limit=2)
-    assert session.store.protocol() == {"batch_size": 16, "max_epochs": 10, "patience": 2}
+    assert session.store.protocol() == {"batch_size": 16, "max_epochs": 10, "patience": 10}
     best = session.best()
     final = SearchSession(tmp_path, auto).final_fit(session.store.graph(best.id), session.store.weights(best.id),
                                                     final_data, tmp_path / "final")

@@ -31,7 +31,7 @@ def test_a_candidate_gets_about_candidate_steps_steps_whatever_the_data_size():
     for n, cfg in ((1_350, small), (20_000, large)):
         steps = cfg.max_epochs * -(-n // cfg.batch_size)
         assert cfg.max_epochs == 6 or 800 <= steps < 800 + -(-n // cfg.batch_size)  # at least 6 epochs
-    assert small.max_epochs > large.max_epochs and small.patience == max(2, small.max_epochs // 4)
+    assert small.max_epochs > large.max_epochs and small.patience == small.max_epochs  # no early stop
 
 
 def test_explicit_values_are_kept_and_resolving_twice_changes_nothing():
