@@ -43,7 +43,8 @@ from bench.common import RESULTS, load_dataset
 STRATEGIES = ("bayesian", "random", "initial", "tpe")  # tpe: Optuna over the seed network (bench/tpe.py)
 PIXEL_BASELINES = ("svc", "logreg")
 IMAGE_SIZE = {"mnist5k": 16, "digits8x8": 8, "pines": 17, "dsprites": 32,  # smaller: more candidates per budget
-              "dsprites64": 0}  # 0: the product's own choice (39 px); runs at 64 px carry preprocess.image_size=64
+              "dsprites64": 0, "dsprites_turn": 0}  # 0: the product's own choice (39 px for the sprites);
+# runs at 64 px carry preprocess.image_size=64
 RESULTS_FILE = RESULTS / "search_strategies.json"
 FINAL_EPOCHS = 0  # the headline protocol's final fit: 0 = the default, sized from the candidates' epochs
 FINAL_SHARE = 0.25  # ... inside the budget: the search gets 75 % of it, the final fit the rest

@@ -3,10 +3,12 @@ and ``latest.json`` would report figures no run produced."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from automl.search.records import CandidateRecord, Reasoning, Status
+from bench.common import sprite_labels
 from bench.search_strategies import (
     FINAL_SHARE,
     accuracy_section,
@@ -122,3 +124,15 @@ def test_nightly_days_see_growing_prefixes_and_the_warm_chain_shares_the_cold_fi
     assert table["day 2"] == {"cold": {"mean": 0.85, "std": 0.0, "seeds": 1}, "warm": {"mean": 0.95, "std": 0.0,
                                                                                        "seeds": 1}}
     assert json.loads((tmp_path / "latest.json").read_text())["nightly"]["table"] == table
+
+
+def test_sprite_rotation_labels_give_one_label_to_rotations_that_show_the_same_image() -> None:
+    shapes = np.array([0, 0, 0, 1, 1, 2, 2, 2])  # square, square, square, ellipse, ellipse, heart x 3
+    rotation = np.array([0.1, 0.1 + np.pi / 2, 2 * np.pi, 0.1, 0.1 + np.pi, 0.1, 0.1 + np.pi / 2, 2 * np.pi])
+    latents = np.zeros((len(shapes), 6), dtype=int)
+    latents[:, 1], latents[:, 2] = shapes, 5
+    labels = sprite_labels(latents, rotation, by_rotation=True)
+    assert labels[0] == labels[1] == labels[2] == "0"  # a square turned by 90 degrees (or 360) is the same
+    assert labels[3] == labels[4] == "4"  # an ellipse turned by 180 degrees too
+    assert list(labels[5:]) == ["8", "9", "8"]  # a heart only by 360
+    assert list(sprite_labels(latents, rotation, by_rotation=False)) == ["5"] * 3 + ["11"] * 2 + ["17"] * 3
