@@ -207,6 +207,8 @@ class SearchSession:
         start = None if fit.retrain else weights
         set_threads(self.params.train.threads)
         train = resolve(self._searched_protocol(), len(data.x_train))
+        if start is not None:
+            train = dataclasses.replace(train, learning_rate=train.learning_rate * fit.lr_scale)
         deadline = time.time() + fit.time_limit if fit.time_limit else None
         guard = guard_images(data) * (1 if start is None else 2)  # scored by _guarded
         result = train_candidate(graph, start, data, train, seed=self.params.seed, deadline=deadline,

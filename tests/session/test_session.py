@@ -89,6 +89,26 @@ def test_a_final_fit_that_loses_accuracy_on_its_own_data_keeps_the_searched_weig
     assert not any(torch.equal(v, searched[k]) for k, v in kept.state.items() if v.is_floating_point())
 
 
+def test_lr_scale_sets_the_final_fits_rate_from_searched_weights_and_not_from_scratch(data, tmp_path):
+    """The same final fit with ``final_fit.lr_scale`` 1e-6 barely moves the searched weights, where the
+    full rate moves them; a final fit from scratch (``retrain``) trains at the full rate whatever the scale."""
+    session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial"}))
+    best = session.best(session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=5))
+    graph, searched = session.store.graph(best.id), session.store.weights(best.id)
+
+    def moved(**overrides) -> float:
+        """The largest change of a learned weight (BatchNorm's running statistics move at any rate)."""
+        fit = SearchSession(tmp_path, session.params.replace(**overrides)).final_fit(graph, searched, data,
+                                                                                     tmp_path / "final")
+        return max(float((v - searched[k]).abs().max()) for k, v in fit.state.items()
+                   if v.is_floating_point() and "running" not in k)
+
+    assert moved(**{"final_fit.lr_scale": 1e-6}) < 0.1 * moved()
+    scratch = SearchSession(tmp_path, session.params.replace(**{"final_fit.lr_scale": 1e-6, "final_fit.retrain": True,
+                                                              "final_fit.epochs": 3}))
+    assert scratch.final_fit(graph, searched, data, tmp_path / "scratch").fit_accuracy > 0.9
+
+
 def test_a_failed_final_fit_is_a_typed_error_that_keeps_the_search(data, tmp_path):
     session = SearchSession(tmp_path, PARAMS.replace(**{"train.learning_rate": 1e30}))
     with pytest.raises(FinalFitError, match="final fit failed: FloatingPointError"):
