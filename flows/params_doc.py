@@ -65,6 +65,7 @@ HELP = {
     "final_fit.epochs": "epochs of the final fit on train+val (no validation left); 0 = twice a candidate's",
     "final_fit.time_limit": "seconds the final fit may take (it anneals to that end); 0 = no limit",
     "final_fit.ensemble": "networks averaged: the final-fitted best + the next best candidates as searched (1 = alone)",
+    "final_fit.lr_scale": "peak learning rate of a final fit from searched weights, times train.learning_rate",
     "tracking.uri": "'' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
     "tracking.experiment": "MLflow experiment of the runs",
     "tracking.registered_model": "Model Registry name ('' = do not register); alias champion or challenger",
