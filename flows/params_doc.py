@@ -66,6 +66,8 @@ HELP = {
     "final_fit.time_limit": "seconds the final fit may take (it anneals to that end); 0 = no limit",
     "final_fit.ensemble": "networks averaged: the final-fitted best + the next best candidates as searched (1 = alone)",
     "final_fit.lr_scale": "peak learning rate of a final fit from searched weights, times train.learning_rate",
+    "final_fit.test_shifts": "final model averages each image shifted by up to this many pixels ((2n+1)^2 copies; "
+                             "<= train.crop_padding; + mirrored if train.flip); 0 = off",
     "tracking.uri": "'' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
     "tracking.experiment": "MLflow experiment of the runs",
     "tracking.registered_model": "Model Registry name ('' = do not register); alias champion or challenger",

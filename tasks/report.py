@@ -19,7 +19,7 @@ from automl.errors import AutoMLError
 from automl.fileio import read_json, write_csv, write_json
 from automl.report.render import render, report_data, trajectory
 from automl.search.store import CandidateStore
-from automl.session.session import MEMBERS
+from automl.session.session import MEMBERS, Views
 from tasks import tracking
 from tasks.data import load_labels, load_preprocessor, work_dir
 from tasks.model import TEST_PROBABILITIES
@@ -63,10 +63,13 @@ def collect(params: PipelineParams, run_id: str) -> dict[str, Any]:
 
 
 def final_model_text(folder: Path) -> str:
-    """What the final model is: the best candidate, or the ensemble ``final_fit.ensemble`` made."""
+    """What the final model is: the best candidate, or the ensemble ``final_fit.ensemble`` made, and
+    the test-time views it reads each image as (``final_fit.test_shifts``)."""
     members = len(list((folder / MEMBERS).glob("*")))
-    return (f"the best candidate, final-fitted, averaged with the next {members} (searched weights)" if members
+    text = (f"the best candidate, final-fitted, averaged with the next {members} (searched weights)" if members
             else "the best candidate, final-fitted")
+    views = Views.saved_in(folder)
+    return text + (f", over {views.count} shifted copies of each image" if views.count > 1 else "")
 
 
 def publish(params: PipelineParams, run_id: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -131,8 +131,9 @@ def test_sprite_rotation_labels_give_one_label_to_rotations_that_show_the_same_i
     rotation = np.array([0.1, 0.1 + np.pi / 2, 2 * np.pi, 0.1, 0.1 + np.pi, 0.1, 0.1 + np.pi / 2, 2 * np.pi])
     latents = np.zeros((len(shapes), 6), dtype=int)
     latents[:, 1], latents[:, 2] = shapes, 5
-    labels = sprite_labels(latents, rotation, by_rotation=True)
+    labels = sprite_labels(latents, rotation, rotation_bins=4)
     assert labels[0] == labels[1] == labels[2] == "0"  # a square turned by 90 degrees (or 360) is the same
     assert labels[3] == labels[4] == "4"  # an ellipse turned by 180 degrees too
     assert list(labels[5:]) == ["8", "9", "8"]  # a heart only by 360
-    assert list(sprite_labels(latents, rotation, by_rotation=False)) == ["5"] * 3 + ["11"] * 2 + ["17"] * 3
+    assert list(sprite_labels(latents, rotation, rotation_bins=8)[[0, 3, 6]]) == ["0", "8", "18"]  # eighths
+    assert list(sprite_labels(latents, rotation)) == ["5"] * 3 + ["11"] * 2 + ["17"] * 3

@@ -94,7 +94,7 @@ def test_exports_from_two_fresh_processes_are_byte_identical(fitted, tmp_path):
 def test_load_brings_back_the_final_model(fitted):
     clf, x_test = fitted[0], fitted[1]
     again = ImageClassifier.load(clf.path)
-    assert len(again.model.members) == 2 and fitted[3]["ensemble"] == 2
+    assert len(again.model.network.members) == 2 and fitted[3]["ensemble"] == 2 and fitted[3]["test_views"] == 9
     np.testing.assert_allclose(again.predict_proba(x_test), clf.predict_proba(x_test), atol=1e-6)
 
 

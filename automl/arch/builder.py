@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from automl.arch.graph import INPUT_ID, Graph, Layer
@@ -79,4 +80,26 @@ class EnsembleModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probabilities = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)
+        return torch.log(probabilities.clamp_min(1e-12))
+
+
+class ShiftedViews(nn.Module):
+    """A network that reads each image as several copies shifted by up to ``shift`` pixels (zero-padded,
+    as the training crops pad) and, with ``flip``, their mirror images, and averages their class
+    probabilities. Returns the log of the average, like ``EnsembleModule``. Plain tensor ops, so it
+    traces into TorchScript and ONNX with the network inside it."""
+
+    def __init__(self, network: nn.Module, shift: int, flip: bool = False) -> None:
+        super().__init__()
+        self.network = network
+        self.shift, self.flip = shift, flip
+        self.offsets = [(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s, (h, w) = self.shift, x.shape[-2:]
+        padded = F.pad(x, (s, s, s, s))
+        views = [padded[:, :, s + dy : s + dy + h, s + dx : s + dx + w] for dy, dx in self.offsets]
+        if self.flip:
+            views += [v.flip(3) for v in views]
+        probabilities = torch.stack([torch.softmax(self.network(v), dim=1) for v in views]).mean(dim=0)
         return torch.log(probabilities.clamp_min(1e-12))

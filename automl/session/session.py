@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -21,14 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl.arch.builder import EnsembleModule, build_module
+from automl.arch.builder import EnsembleModule, ShiftedViews, build_module
 from automl.arch.graph import Graph, initial_graph
 from automl.arch.memory import estimate_memory_mb
 from automl.arch.morph import OPERATIONS
 from automl.config import Params, TrainConfig
 from automl.data.pixels import Pixels
 from automl.errors import ConfigError, FinalFitError, SearchError
-from automl.fileio import write_text
+from automl.fileio import write_json, write_text
 from automl.search.loop import BatchTrainer, SearchStart, SearchSummary, run_search, start_search
 from automl.search.records import Candidate, CandidateRecord
 from automl.search.store import CandidateStore, load_weights, save_weights
@@ -85,6 +86,38 @@ NOTES = "notes.txt"  # in a final fit's folder
 
 Network = tuple[Graph, dict[str, torch.Tensor]]
 MEMBERS = "members"  # the folder of a final model's ensemble members, one numbered folder each
+VIEWS = "views.json"  # in a final fit's folder: the test-time views its model averages over
+
+
+@dataclass(frozen=True)
+class Views:
+    """How the final model reads an image (``final_fit.test_shifts``): as copies shifted by up to
+    ``shift`` pixels, and mirrored with ``flip``; the default, as it is."""
+
+    shift: int = 0
+    flip: bool = False
+
+    @classmethod
+    def of(cls, params: Params) -> Views:
+        """Only views the training crops and flips showed the network: never a shift larger than its
+        ``train.crop_padding``, no mirror image unless it trained on them."""
+        train = params.train
+        if not params.final_fit.test_shifts or not train.augment:
+            return cls()
+        return cls(min(params.final_fit.test_shifts, train.crop_padding), train.flip)
+
+    @classmethod
+    def saved_in(cls, folder: str | Path) -> Views:
+        """The views a final fit saved in ``folder``; none in a candidate's folder."""
+        path = Path(folder) / VIEWS
+        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
+
+    @property
+    def count(self) -> int:
+        return (2 * self.shift + 1) ** 2 * (2 if self.flip else 1)
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        return ShiftedViews(module, self.shift, self.flip).eval() if self.count > 1 else module
 
 
 @dataclass(frozen=True)
@@ -99,16 +132,18 @@ class FinalModel:
     searched_fit_accuracy: float | None  # of the searched weights on the same data (None: retrained)
     kept_searched: bool = False
     members: tuple[Network, ...] = ()  # averaged with it in the final model (``final_fit.ensemble``)
+    views: Views = Views()  # each image read as these copies (``final_fit.test_shifts``)
 
     def fields(self) -> dict[str, Any]:
         """The training result's fields with what the guard measured."""
         return {**self.result.fields(), "fit_accuracy": self.fit_accuracy,
                 "searched_fit_accuracy": self.searched_fit_accuracy, "kept_searched": self.kept_searched,
-                "ensemble": 1 + len(self.members)}
+                "ensemble": 1 + len(self.members), "test_views": self.views.count}
 
     def module(self) -> torch.nn.Module:
-        """The final model in eval mode: the network, or the average of it and its ensemble members."""
-        return network_module([(self.graph, self.state), *self.members])
+        """The final model in eval mode: the network, or the average of it and its ensemble members,
+        reading each image as its ``views``."""
+        return self.views.wrap(network_module([(self.graph, self.state), *self.members]))
 
 
 class SearchSession:
@@ -217,13 +252,17 @@ class SearchSession:
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
-        final = dataclasses.replace(_guarded(graph, start, result, data), members=tuple(members))
+        final = dataclasses.replace(_guarded(graph, start, result, data), members=tuple(members),
+                                    views=Views.of(self.params))
         notes = [f"accuracy on its own training data fell to {final.fit_accuracy:.4f} from the searched weights' "
                  f"{final.searched_fit_accuracy:.4f}: kept the searched weights"] if final.kept_searched else []
         if members:
             notes.append(f"the final model averages it with the next {len(members)} candidates by validation "
                          "accuracy (their searched weights)")
-        save_network(graph, final.state, out, members, notes)
+        if final.views.count > 1:
+            notes.append(f"the final model averages each image's class probabilities over {final.views.count} "
+                         f"copies of it (shifted by up to {final.views.shift} pixels{', mirrored' * final.views.flip})")
+        save_network(graph, final.state, out, members, notes, final.views)
         return final
 
     def ensemble_members(self, best_id: int) -> list[Network]:
@@ -277,29 +316,34 @@ def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainR
 
 
 def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path,
-                 members: Sequence[Network] = (), notes: Sequence[str] = ()) -> None:
+                 members: Sequence[Network] = (), notes: Sequence[str] = (), views: Views = Views()) -> None:
     """Weights first, then the graph that names them (``load_network`` reads both); ensemble
-    members in ``folder/members/<i>/`` and what the final fit decided in ``notes.txt``, replacing any an
-    earlier final fit left there (no timestamps: the same fit writes the same bytes, for DVC)."""
+    members in ``folder/members/<i>/``, the test-time ``views`` in ``views.json`` and what the final fit
+    decided in ``notes.txt``, replacing any an earlier final fit left there (no timestamps: the same fit
+    writes the same bytes, for DVC)."""
     folder = Path(folder)
     shutil.rmtree(folder / MEMBERS, ignore_errors=True)
     (folder / NOTES).unlink(missing_ok=True)
+    (folder / VIEWS).unlink(missing_ok=True)
     if notes:
         write_text(folder / NOTES, "".join(f"{line}\n" for line in notes))
+    if views.count > 1:
+        write_json(folder / VIEWS, dataclasses.asdict(views))
     for i, (member_graph, member_state) in enumerate(members, 1):
         save_network(member_graph, member_state, folder / MEMBERS / str(i))
     save_weights(state, folder / "weights.pt")
     write_text(folder / "graph.json", graph.to_json())
 
 
-def load_network(folder: str | Path) -> tuple[Graph, torch.nn.Module]:
-    """A saved network (a candidate's folder or a final fit's, with its ensemble members if any) in
-    eval mode; weights load strictly."""
+def load_network(folder: str | Path, views: bool = True) -> tuple[Graph, torch.nn.Module]:
+    """A saved network (a candidate's folder or a final fit's, with its ensemble members and test-time
+    views if any; ``views`` False leaves the views out) in eval mode; weights load strictly."""
     folder = Path(folder)
     member_dirs = sorted((folder / MEMBERS).glob("*"), key=lambda p: int(p.name)) if (folder / MEMBERS).is_dir() else []
     networks = [(Graph.from_json((d / "graph.json").read_text()), load_weights(d / "weights.pt"))
                 for d in [folder, *member_dirs]]
-    return networks[0][0], network_module(networks)
+    saved = Views.saved_in(folder) if views else Views()
+    return networks[0][0], saved.wrap(network_module(networks))
 
 
 def network_module(networks: Sequence[Network]) -> torch.nn.Module:

@@ -64,3 +64,37 @@ def test_an_ensemble_averages_its_members_probabilities_and_stands_in_for_logits
     average = (torch.softmax(members[0](x), 1) + torch.softmax(members[1](x), 1)) / 2
     assert torch.allclose(torch.softmax(out, 1), average, atol=1e-6) and torch.allclose(out.exp(), average, atol=1e-6)
     assert torch.allclose(torch.softmax(EnsembleModule(members[:1])(x), 1), torch.softmax(members[0](x), 1), atol=1e-6)
+
+
+def test_shifted_views_average_the_probabilities_of_zero_padded_shifts_and_mirror_images():
+    from automl.arch.builder import ShiftedViews
+
+    class Recorder(torch.nn.Module):
+        """Keeps every copy it is shown; equal logits for two classes."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inputs: list[torch.Tensor] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.inputs.append(x.clone())
+            return torch.zeros(len(x), 2)
+
+    net = Recorder()
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 1, 1] = 1.0
+    out = ShiftedViews(net, 1, flip=True)(x)
+    moved = sorted(tuple(int(i) for i in (v[0, 0] == 1).nonzero()[0]) for v in net.inputs)
+    assert len(net.inputs) == 18 and all(v.shape == x.shape for v in net.inputs)
+    shifts = [(1 + dy, 1 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    assert moved == sorted(shifts + [(row, 4 - col) for row, col in shifts])  # and each mirrored left-right
+    assert torch.allclose(out.exp(), torch.full((1, 2), 0.5))
+
+    torch.manual_seed(0)
+    model = build_module(initial_graph((1, 8, 8), 3, width=4)).eval()
+    x = torch.randn(4, 1, 8, 8)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    copies = [padded[:, :, 1 + dy : 9 + dy, 1 + dx : 9 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    average = torch.stack([torch.softmax(model(c), 1) for c in copies]).mean(0)
+    assert torch.allclose(ShiftedViews(model, 1)(x).exp(), average, atol=1e-6)
+    assert torch.allclose(ShiftedViews(model, 0)(x).exp(), torch.softmax(model(x), 1), atol=1e-6)

@@ -142,6 +142,7 @@ def test_the_run_writes_its_report_logs_it_to_mlflow_and_automl_report_draws_it_
     for section in ("trajectory", "lineage", "architecture", "confusion", "per-class", "misclassified", "candidates"):
         assert f'<section id="{section}">' in text
     assert text.count("<tr><td>") == result["search"]["n_candidates"]  # one table row per candidate
+    assert "over 9 shifted copies of each image" in text  # final_fit.test_shifts 1: the model the user gets
     logged = {Path(a.path).name for a in client.list_artifacts(run_id, "report")}
     assert {"report.html", "report_data.json", "trajectory.png", "misclassified.png"} <= logged
     trajectory = Path(params.paths.work, "report", "trajectory.csv").read_text().splitlines()

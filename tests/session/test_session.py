@@ -4,7 +4,7 @@ any candidate, the memory limit handed to the searcher, the final fit's typed fa
 import pytest
 import torch
 
-from automl.arch.builder import build_module
+from automl.arch.builder import ShiftedViews, build_module
 from automl.arch.graph import initial_graph
 from automl.config import Params, TrainConfig
 from automl.errors import ConfigError, FinalFitError
@@ -12,6 +12,7 @@ from automl.search.records import Status
 from automl.search.store import CandidateStore
 from automl.search.strategies import make_searcher
 from automl.session import SearchSession, check_params, load_network, train_and_record
+from automl.session.session import Views
 from automl.training.protocol import auto_batch_size
 from automl.training.trainer import TensorData
 from tests.training.test_trainer import bars
@@ -67,7 +68,7 @@ def test_search_best_and_final_fit_in_one_session(data, tmp_path):
     best = session.best(summary)
     assert best.succeeded and best == session.store.best()
     final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), data, tmp_path / "final")
-    graph, module = load_network(tmp_path / "final")
+    graph, module = load_network(tmp_path / "final", views=False)
     assert graph == final.graph and not module.training
     assert all(torch.equal(v, final.state[k]) for k, v in module.state_dict().items())
 
@@ -82,7 +83,8 @@ def test_a_final_fit_that_loses_accuracy_on_its_own_data_keeps_the_searched_weig
                                                           "train.lr_schedule": "constant", "final_fit.epochs": 3}))
     final = ruin.final_fit(session.store.graph(best.id), searched, data, tmp_path / "ruined")
     assert final.kept_searched and final.fit_accuracy < final.searched_fit_accuracy - 0.2
-    assert all(torch.equal(v, searched[k]) for k, v in load_network(tmp_path / "ruined")[1].state_dict().items())
+    kept_weights = load_network(tmp_path / "ruined", views=False)[1].state_dict()
+    assert all(torch.equal(v, searched[k]) for k, v in kept_weights.items())
     assert "kept the searched weights" in (tmp_path / "ruined" / "notes.txt").read_text()
     kept = session.final_fit(session.store.graph(best.id), searched, data, tmp_path / "final")
     assert not kept.kept_searched and kept.fit_accuracy >= kept.searched_fit_accuracy - 0.01
@@ -107,6 +109,37 @@ def test_lr_scale_sets_the_final_fits_rate_from_searched_weights_and_not_from_sc
     scratch = SearchSession(tmp_path, session.params.replace(**{"final_fit.lr_scale": 1e-6, "final_fit.retrain": True,
                                                               "final_fit.epochs": 3}))
     assert scratch.final_fit(graph, searched, data, tmp_path / "scratch").fit_accuracy > 0.9
+
+
+def test_the_final_model_reads_shifted_copies_it_trained_on_and_loads_with_them(data, tmp_path):
+    """``final_fit.test_shifts`` is saved with the final model, so a loaded model predicts as the fitted
+    one did; never a shift beyond the training crops', none without augmentation, off at 0."""
+    session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial"}))
+    best = session.best(session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=5))
+    graph, searched = session.store.graph(best.id), session.store.weights(best.id)
+    final = session.final_fit(graph, searched, data, tmp_path / "final")
+    assert final.views == Views(shift=1) and final.fields()["test_views"] == 9
+    module = load_network(tmp_path / "final")[1]
+    assert isinstance(module, ShiftedViews) and torch.allclose(module(data.x_val), final.module()(data.x_val))
+    assert "over 9 copies" in (tmp_path / "final" / "notes.txt").read_text()
+    plain = load_network(tmp_path / "final", views=False)[1]
+    assert torch.allclose(plain(data.x_val), build_module_with(graph, final.state)(data.x_val))
+
+    def views(**overrides) -> Views:
+        return Views.of(PARAMS.replace(**overrides))
+
+    assert views(**{"final_fit.test_shifts": 2, "train.crop_padding": 1, "train.flip": True}) == Views(1, True)
+    assert views(**{"train.augment": False}) == Views() == views(**{"final_fit.test_shifts": 0})
+    off = SearchSession(tmp_path, session.params.replace(**{"final_fit.test_shifts": 0}))
+    off.final_fit(graph, searched, data, tmp_path / "final")
+    assert not (tmp_path / "final" / "views.json").exists()
+    assert not isinstance(load_network(tmp_path / "final")[1], ShiftedViews)
+
+
+def build_module_with(graph, state) -> torch.nn.Module:
+    module = build_module(graph)
+    module.load_state_dict(state)
+    return module.eval()
 
 
 def test_a_failed_final_fit_is_a_typed_error_that_keeps_the_search(data, tmp_path):
@@ -151,10 +184,10 @@ def test_an_ensemble_final_model_is_saved_loaded_and_replaced_whole(data, tmp_pa
     assert [g for g, _ in members] == [session.store.graph(second.id), session.store.graph(third.id)]
     final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), data, tmp_path / "final",
                               members=members)
-    graph, module = load_network(tmp_path / "final")
+    graph, module = load_network(tmp_path / "final", views=False)
     assert graph == final.graph and final.fields()["ensemble"] == 3 and len(module.members) == 3
-    assert torch.allclose(module(data.x_val), final.module()(data.x_val))
+    assert torch.allclose(load_network(tmp_path / "final")[1](data.x_val), final.module()(data.x_val))
     assert "averages it with the next 2 candidates" in (tmp_path / "final" / "notes.txt").read_text()
     session.final_fit(graph, final.state, data, tmp_path / "final")
-    assert not (tmp_path / "final" / "members").exists() and isinstance(load_network(tmp_path / "final")[1],
-                                                                        type(build_module(graph)))
+    alone = load_network(tmp_path / "final", views=False)[1]
+    assert not (tmp_path / "final" / "members").exists() and isinstance(alone, type(build_module(graph)))
