@@ -9,6 +9,7 @@ import torch
 
 from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.common import sprite_labels
+from bench.final_length import paired_summary
 from bench.search_strategies import (
     FINAL_SHARE,
     accuracy_section,
@@ -137,3 +138,13 @@ def test_sprite_rotation_labels_give_one_label_to_rotations_that_show_the_same_i
     assert list(labels[5:]) == ["8", "9", "8"]  # a heart only by 360
     assert list(sprite_labels(latents, rotation, rotation_bins=8)[[0, 3, 6]]) == ["0", "8", "18"]  # eighths
     assert list(sprite_labels(latents, rotation)) == ["5"] * 3 + ["11"] * 2 + ["17"] * 3
+
+
+def test_final_length_pairs_each_factor_with_the_baseline_on_the_same_search() -> None:
+    rows = [{"dataset": "d", "seed": s, "factor": f, "test_accuracy": a}
+            for s, f, a in [(0, 2.0, 0.90), (0, 1.0, 0.92), (1, 2.0, 0.80), (1, 1.0, 0.81), (2, 1.0, 0.70)]]
+    cells = paired_summary(rows, baseline=2.0)["d"]
+    assert cells["2.0"]["diff_mean"] == 0.0 and cells["2.0"]["n"] == 2
+    assert cells["1.0"]["n"] == 3 and cells["1.0"]["mean"] == pytest.approx((0.92 + 0.81 + 0.70) / 3)
+    assert cells["1.0"]["diff_mean"] == pytest.approx(0.015)  # seed 2 has no baseline: left out of the pairs
+    assert cells["1.0"]["diff_std"] == pytest.approx(0.005)
