@@ -111,7 +111,9 @@ class FinalFitConfig:
     ``test_shifts`` n > 0: the final model averages its class probabilities over (2n+1)^2 copies of each
     image shifted by up to n pixels (and their mirror images when ``train.flip``): the shifts its random
     crops trained it on, so each copy is an image it knows how to read, and their errors partly cancel
-    (README "Test-time shifts"). Never more than ``train.crop_padding``; none without ``train.augment``."""
+    (README "Test-time shifts"). Never more than ``train.crop_padding``; none without ``train.augment``.
+    ``average`` a > 0: the final weights are the mean of the weights at the ends of the epochs in the last
+    a of the final fit's schedule, batch-norm statistics measured again (``automl.training.averaging``)."""
 
     retrain: bool = False
     epochs: int = 0
@@ -119,6 +121,7 @@ class FinalFitConfig:
     ensemble: int = 1
     lr_scale: float = 1.0
     test_shifts: int = 1
+    average: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,7 @@ def _validate(p: Params) -> None:
         (p.final_fit.ensemble >= 1, "final_fit.ensemble must be at least 1 (1 = the best network alone)"),
         (0 < p.final_fit.lr_scale <= 1, "final_fit.lr_scale must be in (0, 1] (1 = train.learning_rate)"),
         (0 <= p.final_fit.test_shifts <= 2, "final_fit.test_shifts must be 0, 1 or 2 (pixels; 0 = off)"),
+        (0 <= p.final_fit.average < 1, "final_fit.average must be in [0, 1) (a share of the final fit; 0 = off)"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
         (p.search.max_depth >= 1 and p.search.max_width >= 1, "search.max_depth and search.max_width must be >= 1"),

@@ -1,9 +1,12 @@
-"""How long should the final fit be? One search, then several final fits of its best candidate, each from
-the same searched weights and within the same time limit, differing only in their epochs: a multiple
-(``--factors``) of a candidate's sized epochs. Paired this way, the search's own spread (which best it
-found) cancels out of the comparison, which a benchmark of whole runs cannot do with three seeds.
+"""How long should the final fit be, and should it average its last weights? One search, then several
+final fits of its best candidate, each from the same searched weights and within the same time limit,
+differing only in their epochs (a multiple, ``--factors``, of a candidate's sized epochs) and in the share
+of their schedule whose weights they average (``--averages``, ``final_fit.average``). Paired this way,
+the search's own spread (which best it found) cancels out of the comparison, which a benchmark of whole
+runs cannot do with three seeds. The first factor and the first average are the baseline.
 
     python -m bench.final_length --budget 600 --datasets dsprites_fine,mnist5k --factors 2,1
+    python -m bench.final_length --budget 300 --datasets dsprites_fine --factors 2 --averages 0,0.5
 
 The budget is split as in ``bench.search_strategies`` (the search gets 75 %, each final fit the rest as
 its ``final_fit.time_limit``). Test accuracy is the final model's as a user gets it (test-time shifts
@@ -17,6 +20,8 @@ import json
 import statistics
 import tempfile
 import time
+
+import numpy as np
 
 from automl import ImageClassifier, Params
 from automl.search.store import CandidateStore
@@ -41,8 +46,32 @@ def best_curve(root: str) -> dict:
             "best_val_loss": [h["val_loss"] for h in best.history]}
 
 
-def run_seed(dataset: str, seed: int, budget: float, factors: list[float]) -> list[dict]:
-    """One search of ``budget * (1 - FINAL_SHARE)`` seconds, then one final fit per factor."""
+Variant = tuple[float, float]  # (factor, average)
+
+
+def variant(row: dict) -> Variant:
+    """A row's final fit: rows from before ``--averages`` did not average."""
+    return row["factor"], row.get("average", 0.0)
+
+
+def search_of(row: dict) -> str:
+    return row.get("search", f"{row['dataset']}/{row['seed']}")
+
+
+def label(v: Variant) -> str:
+    return f"{v[0]:g}x" + (f", average {v[1]:g}" if v[1] else "")
+
+
+def final_fit(clf: ImageClassifier, x: np.ndarray, y: np.ndarray, epochs: int, average: float,
+              time_limit: float) -> dict:
+    """One final fit of the search's best, averaging its last ``average`` of weights."""
+    clf.params = clf.params.replace(**{"final_fit.average": average})
+    return clf.final_fit(x, y, epochs=epochs, time_limit=time_limit)
+
+
+def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant]) -> list[dict]:
+    """One search of ``budget * (1 - FINAL_SHARE)`` seconds, then one final fit per variant; the rows
+    name their search (its start time), so that only final fits of the same search are paired."""
     x, y = load_dataset(dataset)
     train, test = split(y)
     params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed})
@@ -50,29 +79,32 @@ def run_seed(dataset: str, seed: int, budget: float, factors: list[float]) -> li
     with tempfile.TemporaryDirectory() as tmp:
         clf = ImageClassifier(path=tmp, params=params)
         clf.fit(x[train], y[train], time_limit=budget * (1 - FINAL_SHARE))
-        epochs, curve = candidate_epochs(tmp), best_curve(tmp)
-        for factor in factors:
+        epochs, curve, search = candidate_epochs(tmp), best_curve(tmp), f"{dataset}/{seed}/{time.time():.0f}"
+        for factor, average in variants:
             start = time.time()
-            final = clf.final_fit(x[train], y[train], epochs=max(1, round(factor * epochs)),
-                                  time_limit=budget * FINAL_SHARE)
-            rows.append({"dataset": dataset, "budget": budget, "seed": seed, "factor": factor,
-                         "candidate_epochs": epochs, "epochs": final["epochs"], "stopped": final["stopped"],
+            final = final_fit(clf, x[train], y[train], max(1, round(factor * epochs)), average,
+                              budget * FINAL_SHARE)
+            rows.append({"dataset": dataset, "budget": budget, "seed": seed, "search": search,
+                         "factor": factor, "average": average,
+                         "averaged_epochs": final["averaged_epochs"], "candidate_epochs": epochs,
+                         "epochs": final["epochs"], "stopped": final["stopped"],
                          "kept_searched": final["kept_searched"], "seconds": time.time() - start,
                          "test_accuracy": clf.evaluate(x[test], y[test]), **curve})
     return rows
 
 
-def paired_summary(rows: list[dict], baseline: float) -> dict[str, dict[str, dict[str, float]]]:
-    """Per dataset and factor: mean and standard deviation of test accuracy, and of its difference from
-    ``baseline``'s on the same search (the pairs)."""
+def paired_summary(rows: list[dict], baseline: Variant) -> dict[str, dict[str, dict[str, float]]]:
+    """Per dataset and variant (``label``): mean and standard deviation of test accuracy, and of its
+    difference from ``baseline``'s on the same search (the pairs; rows from before searches were named
+    were one search per seed)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for dataset in sorted({r["dataset"] for r in rows}):
         mine = [r for r in rows if r["dataset"] == dataset]
-        base = {r["seed"]: r["test_accuracy"] for r in mine if r["factor"] == baseline}
-        for factor in sorted({r["factor"] for r in mine}, reverse=True):
-            acc = {r["seed"]: r["test_accuracy"] for r in mine if r["factor"] == factor}
+        base = {search_of(r): r["test_accuracy"] for r in mine if variant(r) == baseline}
+        for v in sorted({variant(r) for r in mine}, key=lambda v: (-v[0], v[1])):
+            acc = {search_of(r): r["test_accuracy"] for r in mine if variant(r) == v}
             diffs = [acc[s] - base[s] for s in acc if s in base]
-            out.setdefault(dataset, {})[str(factor)] = {
+            out.setdefault(dataset, {})[label(v)] = {
                 "mean": statistics.fmean(acc.values()), "std": statistics.pstdev(acc.values()),
                 "diff_mean": statistics.fmean(diffs) if diffs else float("nan"),
                 "diff_std": statistics.pstdev(diffs) if diffs else float("nan"), "n": len(acc)}
@@ -89,28 +121,30 @@ def main() -> None:
     parser.add_argument("--datasets", default="mnist5k,dsprites_fine")
     parser.add_argument("--factors", default="2,1",
                         help="final-fit epochs as multiples of a candidate's; the first is the baseline")
+    parser.add_argument("--averages", default="0",
+                        help="final_fit.average of each final fit (with each factor); the first is the baseline")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    factors = [float(f) for f in args.factors.split(",")]
+    variants = [(float(f), float(a)) for f in args.factors.split(",") for a in args.averages.split(",")]
     rows = load_rows()
     for dataset in args.datasets.split(","):
         for seed in range(args.seeds):
-            done = {r["factor"] for r in rows if (r["dataset"], r["budget"], r["seed"]) == (dataset, args.budget, seed)}
-            if set(factors) <= done:
+            done = {variant(r) for r in rows if (r["dataset"], r["budget"], r["seed"]) == (dataset, args.budget, seed)}
+            if set(variants) <= done:
                 continue
-            new = [r for r in run_seed(dataset, seed, args.budget, factors) if r["factor"] not in done]
+            new = run_seed(dataset, seed, args.budget, variants)  # all of them: pairs come from one search
             rows += new
             RESULTS.mkdir(exist_ok=True)
             RESULTS_FILE.write_text(json.dumps({"runs": rows}, indent=1))
             for r in new:
-                print(f"{dataset} {args.budget:.0f}s seed {seed} factor {r['factor']}: {r['test_accuracy']:.4f} "
+                print(f"{dataset} {args.budget:.0f}s seed {seed} {label(variant(r))}: {r['test_accuracy']:.4f} "
                       f"({r['epochs']} of {round(r['factor'] * r['candidate_epochs'])} epochs, {r['stopped']}, "
-                      f"{r['seconds']:.0f} s)", flush=True)
-    same = [r for r in rows if r["budget"] == args.budget and r["factor"] in factors]
-    for dataset, cells in paired_summary(same, factors[0]).items():
-        for factor, c in cells.items():
-            print(f"{dataset:14s} factor {factor:>4s}: {c['mean']:.4f} +- {c['std']:.4f} (n={c['n']}); "
-                  f"minus factor {factors[0]:g} on the same search: {100 * c['diff_mean']:+.2f} "
+                      f"{r['averaged_epochs']} averaged, {r['seconds']:.0f} s)", flush=True)
+    same = [r for r in rows if r["budget"] == args.budget and variant(r) in variants]
+    for dataset, cells in paired_summary(same, variants[0]).items():
+        for name, c in cells.items():
+            print(f"{dataset:14s} {name:>16s}: {c['mean']:.4f} +- {c['std']:.4f} (n={c['n']}); "
+                  f"minus {label(variants[0])} on the same search: {100 * c['diff_mean']:+.2f} "
                   f"+- {100 * c['diff_std']:.2f} points")
 
 

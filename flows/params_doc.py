@@ -68,6 +68,8 @@ HELP = {
     "final_fit.lr_scale": "peak learning rate of a final fit from searched weights, times train.learning_rate",
     "final_fit.test_shifts": "final model averages each image shifted by up to this many pixels ((2n+1)^2 copies; "
                              "<= train.crop_padding; + mirrored if train.flip); 0 = off",
+    "final_fit.average": ("final weights = mean of the weights at the ends of the epochs in this last share of "
+                          "the final fit (batch-norm statistics measured again); 0 = the last weights"),
     "tracking.uri": "'' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
     "tracking.experiment": "MLflow experiment of the runs",
     "tracking.registered_model": "Model Registry name ('' = do not register); alias champion or challenger",

@@ -138,7 +138,8 @@ class FinalModel:
         """The training result's fields with what the guard measured."""
         return {**self.result.fields(), "fit_accuracy": self.fit_accuracy,
                 "searched_fit_accuracy": self.searched_fit_accuracy, "kept_searched": self.kept_searched,
-                "ensemble": 1 + len(self.members), "test_views": self.views.count}
+                "ensemble": 1 + len(self.members), "test_views": self.views.count,
+                "averaged_epochs": self.result.averaged_epochs}
 
     def module(self) -> torch.nn.Module:
         """The final model in eval mode: the network, or the average of it and its ensemble members,
@@ -248,7 +249,7 @@ class SearchSession:
         guard = guard_images(data) * (1 if start is None else 2)  # scored by _guarded
         result = train_candidate(graph, start, data, train, seed=self.params.seed, deadline=deadline,
                                  max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch,
-                                 scored_after=guard)
+                                 scored_after=guard, average=fit.average)
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
@@ -256,6 +257,9 @@ class SearchSession:
                                     views=Views.of(self.params))
         notes = [f"accuracy on its own training data fell to {final.fit_accuracy:.4f} from the searched weights' "
                  f"{final.searched_fit_accuracy:.4f}: kept the searched weights"] if final.kept_searched else []
+        if result.averaged_epochs and not final.kept_searched:
+            notes.append(f"its weights are the mean of its weights at the ends of its last {result.averaged_epochs} "
+                         "epochs (final_fit.average)")
         if members:
             notes.append(f"the final model averages it with the next {len(members)} candidates by validation "
                          "accuracy (their searched weights)")

@@ -23,13 +23,17 @@ class LRSchedule:
         """Learning rate as a function of the fraction of this epoch done."""
         return lambda done: self.at(epoch - 1 + done)
 
-    def at(self, epochs_done: float) -> float:
-        if not self.cosine:
-            return self.base
+    def progress(self, epochs_done: float) -> float:
+        """How far the run is to its end, 0 to 1: by epochs or by the clock, whichever is further."""
         progress = epochs_done / self.max_epochs if self.max_epochs else 0.0  # None: by the deadline alone
         if self.deadline is not None and self.deadline > self.start:
             progress = max(progress, (time.time() - self.start) / (self.deadline - self.start))
-        cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return min(progress, 1.0)
+
+    def at(self, epochs_done: float) -> float:
+        if not self.cosine:
+            return self.base
+        cosine = 0.5 * (1 + math.cos(math.pi * self.progress(epochs_done)))
         return self.base * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * cosine)
 
 

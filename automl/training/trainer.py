@@ -27,6 +27,7 @@ from automl.config import TrainConfig
 from automl.data.pixels import Pixels
 from automl.errors import describe_error, stops_the_run
 from automl.training.augment import augment
+from automl.training.averaging import TailAverage
 from automl.training.device import Placement, place
 from automl.training.protocol import resolve
 from automl.training.schedule import Cutoff, LRSchedule
@@ -70,6 +71,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     out_of_memory: bool = False  # set where the error is caught; the searcher then proposes smaller
+    averaged_epochs: int = 0  # epoch ends whose weights ``state`` averages (``average``); 0: the last weights
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -78,7 +80,8 @@ class TrainResult:
 
     def fields(self) -> dict[str, Any]:
         """Everything but the weights and the clock, by the names the candidate record uses."""
-        return {**{k: v for k, v in self.__dict__.items() if k not in ("state", "score_seconds")},
+        left_out = ("state", "score_seconds", "averaged_epochs")  # the last: final fits only
+        return {**{k: v for k, v in self.__dict__.items() if k not in left_out},
                 "history": tuple(self.history)}
 
 
@@ -151,21 +154,25 @@ def train_candidate(
     on_epoch: EpochCallback | None = None,
     slot: int = 0,
     scored_after: int = 0,
+    average: float = 0.0,
 ) -> TrainResult:
     """Train ``graph`` (starting from any fitting ``weights``) and return its best state (on the CPU)
     by validation accuracy, ties broken by validation loss. Stops at ``patience`` epochs without
     improvement, ``max_epochs`` or the ``deadline`` (a ``time.time()`` value), cutting the epoch in
     progress early enough that its validation, and the ``scored_after`` images the caller scores
     after it, end by the deadline (``Cutoff``). ``slot`` picks the GPU when there are several (see
-    ``automl.training.device``)."""
+    ``automl.training.device``). Without validation data (the final fit) it returns the last weights, or
+    with ``average`` > 0 the mean of the weights at the ends of the epochs in that last share of the
+    schedule (``TailAverage``; its batch-norm pass over the training images counts as scored after)."""
     start = time.time()
     config = resolve(config, len(data.x_train))  # 0s in the params: sized from the data
     placement = place(config.device, config.amp, slot)  # a ConfigError: no candidate could train
     try:
         epochs = None if until_deadline and deadline is not None else max_epochs or config.max_epochs
         validation = len(data.x_val) if data.x_val is not None else 0
+        scored_after += len(data.x_train) if average and not validation else 0
         result = _train(graph, weights, data, config, seed, Cutoff(deadline, validation + scored_after), epochs,
-                        on_epoch, placement)
+                        on_epoch, placement, TailAverage(0.0 if validation else average))
     except Exception as exc:  # a bug, NaN loss, out of memory: this candidate fails, the search goes on
         if stops_the_run(exc):
             raise
@@ -189,11 +196,11 @@ def score_weights(graph: Graph, weights: dict[str, torch.Tensor], data: TensorDa
 
 def _train(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,
            seed: int, cutoff: Cutoff, max_epochs: int | None, on_epoch: EpochCallback | None,
-           placement: Placement) -> TrainResult:
+           placement: Placement, tail: TailAverage) -> TrainResult:
     devices = [placement.device.index or 0] if placement.cuda else []
     with torch.random.fork_rng(devices=devices):  # initialization and dropout draw from this seed only
         torch.manual_seed(seed)
-        return _train_seeded(graph, weights, data, config, seed, cutoff, max_epochs, on_epoch, placement)
+        return _train_seeded(graph, weights, data, config, seed, cutoff, max_epochs, on_epoch, placement, tail)
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -202,7 +209,7 @@ def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,
                   seed: int, cutoff: Cutoff, max_epochs: int | None, on_epoch: EpochCallback | None,
-                  placement: Placement) -> TrainResult:
+                  placement: Placement, tail: TailAverage) -> TrainResult:
     model = build_module(graph)
     if weights:
         model.load_state_dict(weights)  # strict: an inheritance bug must fail, not train from random
@@ -226,6 +233,7 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
         result.history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "val_loss": val_loss,
                                "seconds": info.seconds})
         result.epochs = epoch
+        tail.observe(model, schedule.progress(epoch))
         if on_epoch:
             on_epoch(info)
         # no validation: keep the last epoch
@@ -244,6 +252,9 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
             break
     if result.state is None:  # cut before a single epoch finished
         result.state = _cpu_copy(model)
+    averaged = tail.state(train.x_train, config.batch_size, placement)
+    if averaged is not None:
+        result.state, result.averaged_epochs = averaged, tail.count
     return result
 
 

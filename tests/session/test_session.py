@@ -111,6 +111,21 @@ def test_lr_scale_sets_the_final_fits_rate_from_searched_weights_and_not_from_sc
     assert scratch.final_fit(graph, searched, data, tmp_path / "scratch").fit_accuracy > 0.9
 
 
+def test_a_final_fit_that_averages_its_last_epochs_saves_and_says_so(data, tmp_path):
+    """``final_fit.average`` reaches the trainer: the saved weights are the average it returned, the
+    record counts the epoch ends in it, and notes.txt says so."""
+    session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial", "final_fit.average": 0.5,
+                                                       "final_fit.epochs": 4}))
+    best = session.best(session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=5))
+    everything = TensorData(data.x_train, data.y_train)  # a final fit: no validation left
+    final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), everything,
+                              tmp_path / "final")
+    assert final.fields()["averaged_epochs"] == 3 and not final.kept_searched  # the ends of epochs 2, 3 and 4
+    saved = load_network(tmp_path / "final", views=False)[1].state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in final.state.items())
+    assert "last 3 epochs" in (tmp_path / "final" / "notes.txt").read_text()
+
+
 def test_the_final_model_reads_shifted_copies_it_trained_on_and_loads_with_them(data, tmp_path):
     """``final_fit.test_shifts`` is saved with the final model, so a loaded model predicts as the fitted
     one did; never a shift beyond the training crops', none without augmentation, off at 0."""
