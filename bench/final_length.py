@@ -71,7 +71,7 @@ def final_fit(clf: ImageClassifier, x: np.ndarray, y: np.ndarray, epochs: int, a
 
 def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant]) -> list[dict]:
     """One search of ``budget * (1 - FINAL_SHARE)`` seconds, then one final fit per variant; the rows
-    name their search (its start time), so that only final fits of the same search are paired."""
+    name their search (by when it ended), so that only final fits of the same search are paired."""
     x, y = load_dataset(dataset)
     train, test = split(y)
     params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed})
