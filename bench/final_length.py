@@ -20,11 +20,19 @@ import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from automl import ImageClassifier, Params
-from automl.search.store import CandidateStore
+from automl.arch.graph import Graph
+from automl.classifier import STATE_FILE
+from automl.data.split import stratified_split
+from automl.fileio import read_json
+from automl.search.store import CandidateStore, load_weights
+from automl.session.session import Views, network_module
+from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
 from bench.search_strategies import FINAL_SHARE, IMAGE_SIZE, split
 
@@ -62,11 +70,46 @@ def label(v: Variant) -> str:
     return f"{v[0]:g}x" + (f", average {v[1]:g}" if v[1] else "")
 
 
+ENSEMBLES = (2, 3, 5)  # final_fit.ensemble values scored on each final fit, at no extra training
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+def ensemble_accuracies(root: str, test: Tensors, val: Tensors) -> tuple[dict[str, float], int]:
+    """Test accuracy of the final model as ``final_fit.ensemble`` = k would have made it from this final
+    fit: the final-fitted best averaged with the next k - 1 candidates by validation rank (searched
+    weights), read through the same test-time views; the members cost no training, so every k is
+    scored on the same final fit. ``searched``: averaged with the best's own searched weights instead
+    (a snapshot from before the final fit). ``auto``: k chosen on validation (the searched top-k
+    ensemble that scores best there, the smaller k on a tie; the final fit has seen the validation
+    images, so only searched weights can be scored on them); the k chosen is returned with them."""
+    folder, store = Path(root) / "final", CandidateStore(root)
+    best = (Graph.from_json((folder / "graph.json").read_text()), load_weights(folder / "weights.pt"))
+    best_id = read_json(Path(root) / STATE_FILE)["best_id"]
+    others = [(store.graph(r.id), store.weights(r.id)) for r in store.ranked() if r.id != best_id]
+    searched = (store.graph(best_id), store.weights(best_id))
+    views = Views.saved_in(folder)
+
+    def accuracy(networks: list, data: Tensors) -> float:
+        logits = predict_logits(views.wrap(network_module(networks)), data[0])
+        return float((logits.argmax(1) == data[1]).float().mean())
+
+    sizes = [k for k in (1, *ENSEMBLES) if k - 1 <= len(others)]
+    chosen = max(sizes, key=lambda k: (accuracy([searched, *others[: k - 1]], val), -k))
+    out = {str(k): accuracy([best, *others[: k - 1]], test) for k in sizes if k > 1}
+    return {**out, "searched": accuracy([best, searched], test),
+            "auto": accuracy([best, *others[: chosen - 1]], test)}, chosen
+
+
 def final_fit(clf: ImageClassifier, x: np.ndarray, y: np.ndarray, epochs: int, average: float,
               time_limit: float) -> dict:
     """One final fit of the search's best, averaging its last ``average`` of weights."""
     clf.params = clf.params.replace(**{"final_fit.average": average})
     return clf.final_fit(x, y, epochs=epochs, time_limit=time_limit)
+
+
+def tensors(clf: ImageClassifier, x: np.ndarray, y: np.ndarray) -> Tensors:
+    """Images and labels as the classifier's model reads them."""
+    return clf.preprocessor.transform(list(x)), clf.preprocessor.encode(y)
 
 
 def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant]) -> list[dict]:
@@ -80,6 +123,8 @@ def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant]) ->
         clf = ImageClassifier(path=tmp, params=params)
         clf.fit(x[train], y[train], time_limit=budget * (1 - FINAL_SHARE))
         epochs, curve, search = candidate_epochs(tmp), best_curve(tmp), f"{dataset}/{seed}/{time.time():.0f}"
+        val = stratified_split(y[train], [params.split.val_fraction], seed)[0]  # the classifier's own
+        test_data, val_data = (tensors(clf, x[part], y[part]) for part in (test, train[val]))
         for factor, average in variants:
             start = time.time()
             final = final_fit(clf, x[train], y[train], max(1, round(factor * epochs)), average,
@@ -90,6 +135,7 @@ def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant]) ->
                          "epochs": final["epochs"], "stopped": final["stopped"],
                          "kept_searched": final["kept_searched"], "seconds": time.time() - start,
                          "test_accuracy": clf.evaluate(x[test], y[test]), **curve})
+            rows[-1]["ensembles"], rows[-1]["ensemble_auto_k"] = ensemble_accuracies(tmp, test_data, val_data)
     return rows
 
 
@@ -111,6 +157,18 @@ def paired_summary(rows: list[dict], baseline: Variant) -> dict[str, dict[str, d
     return out
 
 
+def ensemble_summary(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per dataset and ensemble size k: mean test accuracy of the final model with k members, and of
+    its difference from the same final fit alone (the pairs)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        for k, acc in r.get("ensembles", {}).items():
+            out.setdefault(r["dataset"], {}).setdefault(k, []).append((acc, acc - r["test_accuracy"]))
+    return {d: {k: {"mean": statistics.fmean(a for a, _ in v), "std": statistics.pstdev(a for a, _ in v),
+                    "diff_mean": statistics.fmean(g for _, g in v), "diff_std": statistics.pstdev(g for _, g in v),
+                    "n": len(v)} for k, v in sorted(cells.items())} for d, cells in out.items()}
+
+
 def load_rows() -> list[dict]:
     return json.loads(RESULTS_FILE.read_text())["runs"] if RESULTS_FILE.exists() else []
 
@@ -129,7 +187,8 @@ def main() -> None:
     rows = load_rows()
     for dataset in args.datasets.split(","):
         for seed in range(args.seeds):
-            done = {variant(r) for r in rows if (r["dataset"], r["budget"], r["seed"]) == (dataset, args.budget, seed)}
+            done = {variant(r) for r in rows if (r["dataset"], r["budget"], r["seed"]) == (dataset, args.budget, seed)
+                    and "auto" in r.get("ensembles", {})}  # rows from before the ensembles were scored: again
             if set(variants) <= done:
                 continue
             new = run_seed(dataset, seed, args.budget, variants)  # all of them: pairs come from one search
@@ -139,13 +198,18 @@ def main() -> None:
             for r in new:
                 print(f"{dataset} {args.budget:.0f}s seed {seed} {label(variant(r))}: {r['test_accuracy']:.4f} "
                       f"({r['epochs']} of {round(r['factor'] * r['candidate_epochs'])} epochs, {r['stopped']}, "
-                      f"{r['averaged_epochs']} averaged, {r['seconds']:.0f} s)", flush=True)
+                      f"{r['averaged_epochs']} averaged, {r['seconds']:.0f} s; ensemble on validation: "
+                      f"{r['ensemble_auto_k']})", flush=True)
     same = [r for r in rows if r["budget"] == args.budget and variant(r) in variants]
     for dataset, cells in paired_summary(same, variants[0]).items():
         for name, c in cells.items():
             print(f"{dataset:14s} {name:>16s}: {c['mean']:.4f} +- {c['std']:.4f} (n={c['n']}); "
                   f"minus {label(variants[0])} on the same search: {100 * c['diff_mean']:+.2f} "
                   f"+- {100 * c['diff_std']:.2f} points")
+    for dataset, cells in ensemble_summary(same).items():
+        for k, c in cells.items():
+            print(f"{dataset:14s} {'ensemble ' + k:>16s}: {c['mean']:.4f} +- {c['std']:.4f} (n={c['n']}); "
+                  f"minus the same final fit alone: {100 * c['diff_mean']:+.2f} +- {100 * c['diff_std']:.2f} points")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -114,6 +115,20 @@ def ensemble_accuracies(ranked: list[torch.nn.Module], final: torch.nn.Module, x
 
     return {"ensemble_searched": {str(k): acc(probs[:k]) for k in (1, *ENSEMBLE_SIZES) if k <= len(probs)},
             "ensemble_final": {str(k): acc([final_probs, *probs[1:k]]) for k in ENSEMBLE_SIZES if k <= len(probs)}}
+
+
+def ensemble_gains(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per dataset and k, over every saved run of any protocol: the final model with k members
+    (``ensemble_final``) minus the same final model alone, in points. Both without test-time shifts
+    (the ensembles are scored without them): against ``test_accuracy_unshifted`` where a run has it."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        alone = r.get("test_accuracy_unshifted", r["test_accuracy"])
+        for k, acc in r.get("ensemble_final", {}).items():
+            out.setdefault(r["dataset"], {}).setdefault(k, []).append(100 * (acc - alone))
+    return {d: {k: {"mean": statistics.fmean(v), "std": statistics.pstdev(v), "n": len(v),
+                    "better": sum(g > 0.01 for g in v), "worse": sum(g < -0.01 for g in v)}
+                for k, v in sorted(cells.items())} for d, cells in sorted(out.items())}
 
 
 def best_so_far(records: list[CandidateRecord], start: float) -> list[tuple[float, float]]:
@@ -287,6 +302,10 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         for budget, fractions in budgets.items():
             print(f"{dataset} {float(budget):.0f}s: bayesian reached the seed network's whole-budget validation "
                   f"accuracy after {fractions} of the budget (per seed; None: never)")
+    for dataset, cells in ensemble_gains(rows).items():
+        print(f"{dataset}: final model with k members minus alone, all saved runs (points): " + "; ".join(
+            f"k={k} {c['mean']:+.2f} +- {c['std']:.2f} ({c['better']} better, {c['worse']} worse of {c['n']})"
+            for k, c in cells.items()))
     plot(summary, svc, RESULTS / "search_strategies.png")
     latest = RESULTS / "latest.json"
     if latest.exists():  # the performance summary carries the headline table; keep it current

@@ -9,12 +9,13 @@ import torch
 
 from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.common import sprite_labels
-from bench.final_length import paired_summary
+from bench.final_length import ensemble_summary, paired_summary
 from bench.search_strategies import (
     FINAL_SHARE,
     accuracy_section,
     best_so_far,
     ensemble_accuracies,
+    ensemble_gains,
     inheritance_gaps,
     summarize,
     time_to_seed_accuracy,
@@ -94,6 +95,16 @@ def test_ensembles_average_the_softmax_of_the_best_ranked_members_and_can_swap_i
     assert out["ensemble_final"] == pytest.approx({"2": 1.0, "3": 2 / 3})
 
 
+def test_ensemble_gains_compare_unshifted_with_unshifted() -> None:
+    """The ensembles are scored without test-time shifts: a run that has them is compared with its
+    unshifted accuracy, one from before them with its only one."""
+    rows = [{**run("bayesian", 0, 0.95), "test_accuracy_unshifted": 0.90, "ensemble_final": {"5": 0.91}},
+            {**run("bayesian", 1, 0.93), "ensemble_final": {"5": 0.92}}, run("bayesian", 2, 0.9)]
+    cell = ensemble_gains(rows)["digits8x8"]["5"]
+    assert cell["mean"] == pytest.approx(0.0) and cell["std"] == pytest.approx(1.0)
+    assert (cell["better"], cell["worse"], cell["n"]) == (1, 1, 2)
+
+
 def test_training_flops_count_the_forward_and_the_weight_gradient_per_image() -> None:
     """A bias-free 10 -> 5 layer: 2*10*5 FLOPs forward and as many for its weight's gradient (the input
     needs none), whatever the batch size."""
@@ -151,3 +162,13 @@ def test_final_length_pairs_each_factor_with_the_baseline_on_the_same_search() -
     assert cells["1x"]["diff_mean"] == pytest.approx(0.015)  # seed 2 has no baseline: left out of the pairs
     assert cells["1x"]["diff_std"] == pytest.approx(0.005)
     assert cells["2x, average 0.5"]["diff_mean"] == pytest.approx(0.01) and cells["2x, average 0.5"]["n"] == 1
+
+
+def test_final_length_scores_each_ensemble_against_the_same_final_fit_alone() -> None:
+    rows = [{"dataset": "d", "test_accuracy": 0.90, "ensembles": {"2": 0.92, "searched": 0.89}},
+            {"dataset": "d", "test_accuracy": 0.80, "ensembles": {"2": 0.81}},
+            {"dataset": "d", "test_accuracy": 0.70}]  # from before the ensembles were scored: left out
+    cells = ensemble_summary(rows)["d"]
+    assert cells["2"]["n"] == 2 and cells["2"]["mean"] == pytest.approx(0.865)
+    assert cells["2"]["diff_mean"] == pytest.approx(0.015) and cells["2"]["diff_std"] == pytest.approx(0.005)
+    assert cells["searched"]["diff_mean"] == pytest.approx(-0.01) and cells["searched"]["n"] == 1
