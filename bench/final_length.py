@@ -31,7 +31,7 @@ from automl.classifier import STATE_FILE
 from automl.data.split import stratified_split
 from automl.fileio import read_json
 from automl.search.store import CandidateStore, load_weights
-from automl.session.session import Views, network_module
+from automl.session.session import SearchSession, Views, network_module
 from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
 from bench.search_strategies import FINAL_SHARE, IMAGE_SIZE, split
@@ -112,9 +112,38 @@ def tensors(clf: ImageClassifier, x: np.ndarray, y: np.ndarray) -> Tensors:
     return clf.preprocessor.transform(list(x)), clf.preprocessor.encode(y)
 
 
-def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant]) -> list[dict]:
+def fitted_pair(clf: ImageClassifier, root: str, x: np.ndarray, y: np.ndarray, test: Tensors, epochs: int,
+                time_limit: float) -> dict[str, float]:
+    """The best and the second-best candidate each final-fitted in half of ``time_limit`` (the same
+    epochs, the same seed), averaged: an ensemble whose members are both as well trained as the time
+    allows, which searched members are not (they lowered Indian Pines on every seed). Scored alone
+    (the best's half-time fit), as the pair, and as the pair with the next three searched candidates."""
+    fit = final_fit(clf, x, y, epochs, 0.0, time_limit / 2)
+    store, best_id = CandidateStore(root), read_json(Path(root) / STATE_FILE)["best_id"]
+    ranked = [r.id for r in store.ranked() if r.id != best_id]
+    if not ranked:
+        return {}
+    session = SearchSession(root, clf.params.replace(**{"final_fit.time_limit": time_limit / 2}))
+    second = session.final_fit(store.graph(ranked[0]), store.weights(ranked[0]), clf._tensors(x, y),
+                               Path(root) / "second", epochs=epochs)
+    folder, views = Path(root) / "final", Views.saved_in(Path(root) / "final")
+    best = (Graph.from_json((folder / "graph.json").read_text()), load_weights(folder / "weights.pt"))
+    others = [(store.graph(i), store.weights(i)) for i in ranked[1:4]]
+
+    def accuracy(networks: list) -> float:
+        return float((predict_logits(views.wrap(network_module(networks)), test[0]).argmax(1) == test[1])
+                     .float().mean())
+
+    return {"half_alone": accuracy([best]), "second_alone": accuracy([(second.graph, second.state)]),
+            "pair": accuracy([best, (second.graph, second.state)]),
+            "pair_plus3": accuracy([best, (second.graph, second.state), *others]),
+            "half_epochs": fit["epochs"], "second_epochs": second.result.epochs}
+
+
+def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant], pair: bool = False) -> list[dict]:
     """One search of ``budget * (1 - FINAL_SHARE)`` seconds, then one final fit per variant; the rows
-    name their search (by when it ended), so that only final fits of the same search are paired."""
+    name their search (by when it ended), so that only final fits of the same search are paired.
+    ``pair``: then ``fitted_pair`` at the first variant's epochs, saved in the first row."""
     x, y = load_dataset(dataset)
     train, test = split(y)
     params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed})
@@ -136,6 +165,9 @@ def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant]) ->
                          "kept_searched": final["kept_searched"], "seconds": time.time() - start,
                          "test_accuracy": clf.evaluate(x[test], y[test]), **curve})
             rows[-1]["ensembles"], rows[-1]["ensemble_auto_k"] = ensemble_accuracies(tmp, test_data, val_data)
+        if pair:  # last: it replaces the final fit in tmp
+            rows[0]["pair"] = fitted_pair(clf, tmp, x[train], y[train], test_data, round(variants[0][0] * epochs),
+                                          budget * FINAL_SHARE)
     return rows
 
 
@@ -160,13 +192,29 @@ def paired_summary(rows: list[dict], baseline: Variant) -> dict[str, dict[str, d
 def ensemble_summary(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Per dataset and ensemble size k: mean test accuracy of the final model with k members, and of
     its difference from the same final fit alone (the pairs)."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in rows:
         for k, acc in r.get("ensembles", {}).items():
             out.setdefault(r["dataset"], {}).setdefault(k, []).append((acc, acc - r["test_accuracy"]))
-    return {d: {k: {"mean": statistics.fmean(a for a, _ in v), "std": statistics.pstdev(a for a, _ in v),
-                    "diff_mean": statistics.fmean(g for _, g in v), "diff_std": statistics.pstdev(g for _, g in v),
-                    "n": len(v)} for k, v in sorted(cells.items())} for d, cells in out.items()}
+    return {d: _cells(c) for d, c in out.items()}
+
+
+def pair_summary(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per dataset, each ``fitted_pair`` score: its mean, and the mean of its difference from the
+    whole-time final fit of the same search (the row's own test accuracy)."""
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in rows:
+        for k, acc in r.get("pair", {}).items():
+            if not k.endswith("epochs"):
+                out.setdefault(r["dataset"], {}).setdefault(k, []).append((acc, acc - r["test_accuracy"]))
+    return {d: _cells(c) for d, c in out.items()}
+
+
+def _cells(cells: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
+    """Mean and std of each cell's accuracies and of their paired differences."""
+    return {k: {"mean": statistics.fmean(a for a, _ in v), "std": statistics.pstdev(a for a, _ in v),
+                "diff_mean": statistics.fmean(g for _, g in v), "diff_std": statistics.pstdev(g for _, g in v),
+                "n": len(v)} for k, v in sorted(cells.items())}
 
 
 def load_rows() -> list[dict]:
@@ -182,16 +230,19 @@ def main() -> None:
     parser.add_argument("--averages", default="0",
                         help="final_fit.average of each final fit (with each factor); the first is the baseline")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--pair", action="store_true",
+                        help="also final-fit the best two in half the time each, averaged (fitted_pair)")
     args = parser.parse_args()
     variants = [(float(f), float(a)) for f in args.factors.split(",") for a in args.averages.split(",")]
     rows = load_rows()
     for dataset in args.datasets.split(","):
         for seed in range(args.seeds):
-            done = {variant(r) for r in rows if (r["dataset"], r["budget"], r["seed"]) == (dataset, args.budget, seed)
-                    and "auto" in r.get("ensembles", {})}  # rows from before the ensembles were scored: again
-            if set(variants) <= done:
+            mine = [r for r in rows if (r["dataset"], r["budget"], r["seed"]) == (dataset, args.budget, seed)]
+            done = {variant(r) for r in mine if "auto" in r.get("ensembles", {})}  # rows from before: again
+            paired = any("pair" in r for r in mine)
+            if set(variants) <= done and (paired or not args.pair):
                 continue
-            new = run_seed(dataset, seed, args.budget, variants)  # all of them: pairs come from one search
+            new = run_seed(dataset, seed, args.budget, variants, args.pair)  # all of them: pairs come from one search
             rows += new
             RESULTS.mkdir(exist_ok=True)
             RESULTS_FILE.write_text(json.dumps({"runs": rows}, indent=1))
@@ -199,13 +250,17 @@ def main() -> None:
                 print(f"{dataset} {args.budget:.0f}s seed {seed} {label(variant(r))}: {r['test_accuracy']:.4f} "
                       f"({r['epochs']} of {round(r['factor'] * r['candidate_epochs'])} epochs, {r['stopped']}, "
                       f"{r['averaged_epochs']} averaged, {r['seconds']:.0f} s; ensemble on validation: "
-                      f"{r['ensemble_auto_k']})", flush=True)
+                      f"{r['ensemble_auto_k']}){'; fitted pair: ' + str(r['pair']) if 'pair' in r else ''}", flush=True)
     same = [r for r in rows if r["budget"] == args.budget and variant(r) in variants]
     for dataset, cells in paired_summary(same, variants[0]).items():
         for name, c in cells.items():
             print(f"{dataset:14s} {name:>16s}: {c['mean']:.4f} +- {c['std']:.4f} (n={c['n']}); "
                   f"minus {label(variants[0])} on the same search: {100 * c['diff_mean']:+.2f} "
                   f"+- {100 * c['diff_std']:.2f} points")
+    for dataset, cells in pair_summary(same).items():
+        for k, c in cells.items():
+            print(f"{dataset:14s} {'fitted ' + k:>16s}: {c['mean']:.4f} +- {c['std']:.4f} (n={c['n']}); "
+                  f"minus the whole-time fit alone: {100 * c['diff_mean']:+.2f} +- {100 * c['diff_std']:.2f} points")
     for dataset, cells in ensemble_summary(same).items():
         for k, c in cells.items():
             print(f"{dataset:14s} {'ensemble ' + k:>16s}: {c['mean']:.4f} +- {c['std']:.4f} (n={c['n']}); "

@@ -65,6 +65,8 @@ HELP = {
     "final_fit.epochs": "epochs of the final fit on train+val (no validation left); 0 = twice a candidate's",
     "final_fit.time_limit": "seconds the final fit may take (it anneals to that end); 0 = no limit",
     "final_fit.ensemble": "networks averaged: the final-fitted best + the next best candidates as searched (1 = alone)",
+    "final_fit.fitted_members": ("of those networks, best first, how many the final fit trains, each in an equal "
+                                 "share of its time; the rest keep their searched weights"),
     "final_fit.lr_scale": "peak learning rate of a final fit from searched weights, times train.learning_rate",
     "final_fit.test_shifts": "final model averages each image shifted by up to this many pixels ((2n+1)^2 copies; "
                              "<= train.crop_padding; + mirrored if train.flip); 0 = off",

@@ -9,7 +9,7 @@ import torch
 
 from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.common import sprite_labels
-from bench.final_length import ensemble_summary, paired_summary
+from bench.final_length import ensemble_summary, pair_summary, paired_summary
 from bench.search_strategies import (
     FINAL_SHARE,
     accuracy_section,
@@ -172,3 +172,14 @@ def test_final_length_scores_each_ensemble_against_the_same_final_fit_alone() ->
     assert cells["2"]["n"] == 2 and cells["2"]["mean"] == pytest.approx(0.865)
     assert cells["2"]["diff_mean"] == pytest.approx(0.015) and cells["2"]["diff_std"] == pytest.approx(0.005)
     assert cells["searched"]["diff_mean"] == pytest.approx(-0.01) and cells["searched"]["n"] == 1
+
+
+def test_final_length_scores_the_fitted_pair_against_the_whole_time_final_fit() -> None:
+    rows = [{"dataset": "d", "test_accuracy": 0.90, "pair": {"pair": 0.93, "half_alone": 0.89, "half_epochs": 18}},
+            {"dataset": "d", "test_accuracy": 0.80, "pair": {"pair": 0.80, "half_alone": 0.78, "half_epochs": 17}},
+            {"dataset": "d", "test_accuracy": 0.70, "pair": {}}]  # one candidate only: nothing to pair
+    cells = pair_summary(rows)["d"]
+    assert set(cells) == {"pair", "half_alone"}  # epochs are not scores
+    assert cells["pair"]["n"] == 2 and cells["pair"]["diff_mean"] == pytest.approx(0.015)
+    half = cells["half_alone"]
+    assert half["diff_mean"] == pytest.approx(-0.015) and half["diff_std"] == pytest.approx(0.005)

@@ -34,6 +34,7 @@ def test_overrides_are_typed_and_unknown_keys_list_the_valid_ones(tmp_path):
     ("split.test_fraction", "0.95", "split"),
     ("search.strategy", "magic", "strategy"),
     ("train.lr_schedule", "step", "lr_schedule"),
+    ("final_fit.fitted_members", "2", "fitted_members must be between 1 and final_fit.ensemble"),  # ensemble 1
 ])
 def test_out_of_range_values_are_refused(key, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -87,6 +87,7 @@ NOTES = "notes.txt"  # in a final fit's folder
 Network = tuple[Graph, dict[str, torch.Tensor]]
 MEMBERS = "members"  # the folder of a final model's ensemble members, one numbered folder each
 VIEWS = "views.json"  # in a final fit's folder: the test-time views its model averages over
+FITTED_MEMBER = "final-fitted after the best (final_fit.fitted_members)"  # the notes of such a member
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,15 @@ class FinalModel:
     searched_fit_accuracy: float | None  # of the searched weights on the same data (None: retrained)
     kept_searched: bool = False
     members: tuple[Network, ...] = ()  # averaged with it in the final model (``final_fit.ensemble``)
+    fitted_members: int = 1  # of the networks in the final model, best first, those the final fit trained
     views: Views = Views()  # each image read as these copies (``final_fit.test_shifts``)
 
     def fields(self) -> dict[str, Any]:
         """The training result's fields with what the guard measured."""
         return {**self.result.fields(), "fit_accuracy": self.fit_accuracy,
                 "searched_fit_accuracy": self.searched_fit_accuracy, "kept_searched": self.kept_searched,
-                "ensemble": 1 + len(self.members), "test_views": self.views.count,
+                "ensemble": 1 + len(self.members), "fitted_members": self.fitted_members,
+                "test_views": self.views.count,
                 "averaged_epochs": self.result.averaged_epochs}
 
     def module(self) -> torch.nn.Module:
@@ -238,14 +241,30 @@ class SearchSession:
         ``final_fit.retrain`` or there are none), within ``final_fit.time_limit``, and write
         ``out/{graph.json,weights.pt}``: the trained weights, or the searched ones when training lost
         accuracy on ``data`` (``FINAL_FIT_TOLERANCE``). ``members`` (``ensemble_members``) are saved
-        with it in ``out/members/``; the final model averages them all."""
+        with it in ``out/members/``; the final model averages them all. The first
+        ``final_fit.fitted_members`` - 1 of them train the same way after it, each in an equal share of
+        the time limit (why: a searched member is trained less than the final-fitted best, and averaging
+        it in lowered Indian Pines on every seed, README)."""
         fit = self.params.final_fit
-        start = None if fit.retrain else weights
         set_threads(self.params.train.threads)
         train = resolve(self._searched_protocol(), len(data.x_train))
+        n, begin = min(fit.fitted_members, 1 + len(members)), time.time()
+        deadlines = [begin + fit.time_limit * (i + 1) / n if fit.time_limit else None for i in range(n)]
+        best = self._fit_one(graph, weights, data, train, deadlines[0], epochs, on_epoch)
+        fitted = [self._fit_one(g, w, data, train, d, epochs, on_epoch) for (g, w), d in zip(members, deadlines[1:])]
+        members = [(m.graph, m.state) for m in fitted] + list(members[n - 1:])
+        final = dataclasses.replace(best, members=tuple(members), fitted_members=n, views=Views.of(self.params))
+        save_network(graph, final.state, out, members, _notes(final, fitted), final.views, len(fitted))
+        return final
+
+    def _fit_one(self, graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData,
+                 train: TrainConfig, deadline: float | None, epochs: int | None,
+                 on_epoch: EpochCallback | None) -> FinalModel:
+        """One network's final fit, guarded (``_guarded``)."""
+        fit = self.params.final_fit
+        start = None if fit.retrain else weights
         if start is not None:
             train = dataclasses.replace(train, learning_rate=train.learning_rate * fit.lr_scale)
-        deadline = time.time() + fit.time_limit if fit.time_limit else None
         guard = guard_images(data) * (1 if start is None else 2)  # scored by _guarded
         result = train_candidate(graph, start, data, train, seed=self.params.seed, deadline=deadline,
                                  max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch,
@@ -253,21 +272,7 @@ class SearchSession:
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
-        final = dataclasses.replace(_guarded(graph, start, result, data), members=tuple(members),
-                                    views=Views.of(self.params))
-        notes = [f"accuracy on its own training data fell to {final.fit_accuracy:.4f} from the searched weights' "
-                 f"{final.searched_fit_accuracy:.4f}: kept the searched weights"] if final.kept_searched else []
-        if result.averaged_epochs and not final.kept_searched:
-            notes.append(f"its weights are the mean of its weights at the ends of its last {result.averaged_epochs} "
-                         "epochs (final_fit.average)")
-        if members:
-            notes.append(f"the final model averages it with the next {len(members)} candidates by validation "
-                         "accuracy (their searched weights)")
-        if final.views.count > 1:
-            notes.append(f"the final model averages each image's class probabilities over {final.views.count} "
-                         f"copies of it (shifted by up to {final.views.shift} pixels{', mirrored' * final.views.flip})")
-        save_network(graph, final.state, out, members, notes, final.views)
-        return final
+        return _guarded(graph, start, result, data)
 
     def ensemble_members(self, best_id: int) -> list[Network]:
         """The ``final_fit.ensemble`` - 1 best candidates after ``best_id``, with their searched weights."""
@@ -280,6 +285,27 @@ class SearchSession:
         data size."""
         train, saved = train or self.params.train, self.store.protocol() or {}
         return dataclasses.replace(train, **{k: saved[k] for k in SIZED if k in saved and not getattr(train, k)})
+
+
+def _notes(final: FinalModel, fitted: Sequence[FinalModel]) -> list[str]:
+    """What the final fit decided, for ``notes.txt``: kept weights, averaging, members and views."""
+    notes = [f"accuracy on its own training data fell to {final.fit_accuracy:.4f} from the searched weights' "
+             f"{final.searched_fit_accuracy:.4f}: kept the searched weights"] if final.kept_searched else []
+    if final.result.averaged_epochs and not final.kept_searched:
+        notes.append(f"its weights are the mean of its weights at the ends of its last {final.result.averaged_epochs} "
+                     "epochs (final_fit.average)")
+    if fitted:
+        kept = sum(m.kept_searched for m in fitted)
+        notes.append(f"the final model averages it with the next {len(fitted)} candidates by validation accuracy, "
+                     f"final-fitted the same way after it, each in 1/{len(fitted) + 1} of the time"
+                     + (f" ({kept} kept their searched weights)" if kept else ""))
+    if searched := len(final.members) - len(fitted):
+        notes.append(f"the final model averages it with the next {searched} candidates by validation "
+                     "accuracy (their searched weights)" + (" after those" if fitted else ""))
+    if final.views.count > 1:
+        notes.append(f"the final model averages each image's class probabilities over {final.views.count} "
+                     f"copies of it (shifted by up to {final.views.shift} pixels{', mirrored' * final.views.flip})")
+    return notes
 
 
 GUARD_PIXELS = 4096 * 28 * 28  # the final fit's guard scores at most as many pixels as 4,096 images of 28x28
@@ -320,9 +346,11 @@ def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainR
 
 
 def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path,
-                 members: Sequence[Network] = (), notes: Sequence[str] = (), views: Views = Views()) -> None:
+                 members: Sequence[Network] = (), notes: Sequence[str] = (), views: Views = Views(),
+                 fitted: int = 0) -> None:
     """Weights first, then the graph that names them (``load_network`` reads both); ensemble
-    members in ``folder/members/<i>/``, the test-time ``views`` in ``views.json`` and what the final fit
+    members in ``folder/members/<i>/`` (the first ``fitted`` of them with a ``notes.txt`` that says
+    they were final-fitted), the test-time ``views`` in ``views.json`` and what the final fit
     decided in ``notes.txt``, replacing any an earlier final fit left there (no timestamps: the same fit
     writes the same bytes, for DVC)."""
     folder = Path(folder)
@@ -334,7 +362,7 @@ def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Pat
     if views.count > 1:
         write_json(folder / VIEWS, dataclasses.asdict(views))
     for i, (member_graph, member_state) in enumerate(members, 1):
-        save_network(member_graph, member_state, folder / MEMBERS / str(i))
+        save_network(member_graph, member_state, folder / MEMBERS / str(i), notes=[FITTED_MEMBER] * (i <= fitted))
     save_weights(state, folder / "weights.pt")
     write_text(folder / "graph.json", graph.to_json())
 

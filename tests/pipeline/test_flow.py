@@ -318,3 +318,18 @@ def test_a_crashed_candidate_task_is_a_failed_record_but_a_full_disk_stops_the_r
     assert store.record(3) == record
     with pytest.raises(OSError, match="No space left"):
         _result(DiskFull(), candidate, store, True, PipelineParams())
+
+
+def test_the_report_says_which_members_of_the_final_model_were_final_fitted(tmp_path):
+    from automl.arch.builder import build_module
+    from automl.arch.graph import initial_graph
+    from automl.session.session import save_network
+    from tasks.report import final_model_text
+
+    graph = initial_graph((1, 8, 8), 2, width=4)
+    state = build_module(graph).state_dict()
+    save_network(graph, state, tmp_path, members=[(graph, state)] * 3, fitted=1)
+    assert final_model_text(tmp_path) == ("the best candidate, final-fitted, averaged with the next 3 "
+                                          "(1 final-fitted too, 2 with searched weights)")
+    save_network(graph, state, tmp_path)
+    assert final_model_text(tmp_path) == "the best candidate, final-fitted"

@@ -188,6 +188,29 @@ def test_a_final_fit_with_a_time_limit_ends_by_it(data, tmp_path):
     assert (tmp_path / "final" / "weights.pt").is_file()
 
 
+def test_fitted_members_train_after_the_best_each_in_its_share_of_the_time(data, tmp_path):
+    """``final_fit.fitted_members`` 2 of an ensemble of 3: the second network is final-fitted too (its
+    weights move), in the second half of the time limit; the third keeps its searched weights."""
+    params = PARAMS.replace(**{"search.strategy": "random", "search.max_candidates": 3, "final_fit.ensemble": 3,
+                               "final_fit.fitted_members": 2, "final_fit.time_limit": 2.0,
+                               "final_fit.epochs": 10_000})
+    session = SearchSession(tmp_path, params)
+    session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=30)
+    best, second, third = session.store.ranked()[:3]
+    members, all_data = session.ensemble_members(best.id), TensorData(data.x_train, data.y_train)
+    final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), all_data,
+                              tmp_path / "final", members=members)
+    assert final.result.stopped == "deadline"  # at the end of its half of the time, not of its 10,000 epochs
+    assert final.fields()["fitted_members"] == 2 and final.fields()["ensemble"] == 3
+    (fitted, fitted_state), (searched, searched_state) = final.members
+    assert fitted == session.store.graph(second.id) and searched == session.store.graph(third.id)
+    assert any(not torch.equal(fitted_state[k], v) for k, v in session.store.weights(second.id).items())
+    assert all(torch.equal(searched_state[k], v) for k, v in session.store.weights(third.id).items())
+    notes = (tmp_path / "final" / "notes.txt").read_text()
+    assert "next 1 candidates by validation accuracy, final-fitted the same way" in notes and "1/2 of the time" in notes
+    assert len(load_network(tmp_path / "final", views=False)[1].members) == 3
+
+
 def test_an_ensemble_final_model_is_saved_loaded_and_replaced_whole(data, tmp_path):
     """With ``final_fit.ensemble`` 3 the final model averages the final-fitted best with the next two
     candidates as searched; a later final fit without an ensemble leaves no stale member behind."""
