@@ -28,8 +28,9 @@ TEST_PROBABILITIES = "test_probabilities.npy"  # under paths.work: (test images,
 def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     """Train the best architecture on train+val: from its searched weights, or from scratch when
     ``final_fit.retrain``. Writes ``final/{graph.json,weights.pt}``, any ensemble members
-    (``final_fit.ensemble``) in ``final/members/``, its test-time views (``final_fit.test_shifts``) in
-    ``final/views.json``, and the loss curve ``final_curves.csv``."""
+    (``final_fit.ensemble``; the first ``final_fit.fitted_members`` - 1 final-fitted too) in
+    ``final/members/``, its test-time views (``final_fit.test_shifts``) in ``final/views.json``, and the
+    loss curve ``final_curves.csv``."""
     session = session_of(params)
     best_id = read_json(work_dir(params, "search", "best.json"))["best_id"]
     data = load_tensors(params.paths.work, train=("train", "val"), val=None)
@@ -48,7 +49,7 @@ def final_fit(params: PipelineParams, quiet: bool = False) -> dict[str, Any]:
     return {"epochs": final.result.epochs, "train_seconds": final.result.train_seconds,
             "retrain": params.final_fit.retrain, "fit_accuracy": final.fit_accuracy,
             "kept_searched": final.kept_searched, "ensemble": 1 + len(final.members),
-            "test_views": final.views.count}
+            "fitted_members": final.fitted_members, "test_views": final.views.count}
 
 
 def load_final(params: PipelineParams) -> torch.nn.Module:
