@@ -10,6 +10,7 @@ import torch
 from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.common import sprite_labels
 from bench.final_length import ensemble_summary, pair_summary, paired_summary
+from bench.ranking_rules import regrets
 from bench.search_strategies import (
     FINAL_SHARE,
     accuracy_section,
@@ -183,3 +184,12 @@ def test_final_length_scores_the_fitted_pair_against_the_whole_time_final_fit() 
     assert cells["pair"]["n"] == 2 and cells["pair"]["diff_mean"] == pytest.approx(0.015)
     half = cells["half_alone"]
     assert half["diff_mean"] == pytest.approx(-0.015) and half["diff_std"] == pytest.approx(0.005)
+
+
+def test_ranking_rules_score_each_rules_pick_against_the_best_candidate_on_test() -> None:
+    spiky = {"id": 1, "val": 0.99, "loss": 0.1, "curve": [0.90, 0.99, 0.90, 0.90], "test": 0.90}
+    steady = {"id": 2, "val": 0.95, "loss": 0.2, "curve": [0.90, 0.94, 0.95, 0.95], "test": 0.94}
+    cells = regrets([{"candidates": [spiky, steady]}, {"candidates": [steady]}])
+    assert cells["max"] == pytest.approx({"mean": -2.0, "std": 2.0, "n": 2, "differs_from_max": 0})
+    assert cells["tail quarter"]["mean"] == pytest.approx(0.0)
+    assert cells["last"]["differs_from_max"] == 1

@@ -1,0 +1,104 @@
+"""Which validation score should rank the candidates? One search per seed, then every successful
+candidate's validation curve (its accuracy after each epoch) and the test accuracy of its searched
+weights; each rule's pick is compared with the best candidate on test (its regret, in points).
+
+    python -m bench.ranking_rules --datasets dsprites_fine --budgets 300 --seeds 5   # ~22 min
+
+Why: on the sprite tasks a candidate's validation accuracy moves 1 to 4 points from one epoch to the
+next even where its learning rate has annealed (0.2-0.5 on MNIST and Indian Pines), and a record keeps
+its best epoch's. The maximum of a noisy curve favours the noisiest candidate, and more candidates (a
+longer budget) give it more chances. The rules: ``max`` (the product's: best epoch, ties by loss),
+``last`` epoch, and the mean of the last quarter of the epochs, of the last 3 and of the last half.
+Searches are saved to ``bench/results/ranking_rules.json`` as they finish and skipped when run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+from collections.abc import Callable
+
+from automl import ImageClassifier, Params
+from automl.search.store import CandidateStore
+from automl.session.session import network_module
+from automl.training.trainer import predict_logits
+from bench.common import RESULTS, load_dataset
+from bench.final_length import tensors
+from bench.search_strategies import FINAL_SHARE, IMAGE_SIZE, split
+
+RESULTS_FILE = RESULTS / "ranking_rules.json"
+
+
+def tail_mean(curve: list[float], k: int) -> float:
+    """Mean of the last ``k`` (at least 1) values of ``curve``."""
+    return statistics.fmean(curve[-max(1, k):])
+
+
+RULES: dict[str, Callable[[dict], tuple[float, ...]]] = {
+    "max": lambda c: (c["val"], -c["loss"]),
+    "last": lambda c: (c["curve"][-1],),
+    "tail quarter": lambda c: (tail_mean(c["curve"], math.ceil(len(c["curve"]) / 4)),),
+    "tail 3": lambda c: (tail_mean(c["curve"], 3),),
+    "tail half": lambda c: (tail_mean(c["curve"], len(c["curve"]) // 2),),
+}
+
+
+def regrets(searches: list[dict]) -> dict[str, dict[str, float]]:
+    """Per rule: mean and standard deviation over searches of (test accuracy of the rule's pick minus
+    the best test accuracy among the search's candidates), in points, and the searches where its pick
+    differs from ``max``'s."""
+    out = {}
+    for name, rule in RULES.items():
+        gaps, differs = [], 0
+        for s in searches:
+            pick, now = max(s["candidates"], key=rule), max(s["candidates"], key=RULES["max"])
+            gaps.append(100 * (pick["test"] - max(c["test"] for c in s["candidates"])))
+            differs += pick["id"] != now["id"]
+        out[name] = {"mean": statistics.fmean(gaps), "std": statistics.pstdev(gaps), "n": len(gaps),
+                     "differs_from_max": differs}
+    return out
+
+
+def run_search(dataset: str, seed: int, budget: float) -> dict:
+    """One search as ``bench.search_strategies`` runs it (75 % of ``budget``); every candidate's curve and test."""
+    x, y = load_dataset(dataset)
+    train, test = split(y)
+    params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed})
+    with tempfile.TemporaryDirectory() as tmp:
+        clf = ImageClassifier(path=tmp, params=params)
+        clf.fit(x[train], y[train], time_limit=budget * (1 - FINAL_SHARE))
+        xt, yt = tensors(clf, x[test], y[test])
+        store, candidates = CandidateStore(tmp), []
+        for r in (r for r in store.records() if r.succeeded):
+            logits = predict_logits(network_module([(store.graph(r.id), store.weights(r.id))]), xt)
+            candidates.append({"id": r.id, "operation": r.operation, "val": r.val_accuracy, "loss": r.val_loss,
+                               "curve": [h["val_accuracy"] for h in r.history],
+                               "test": float((logits.argmax(1) == yt).float().mean())})
+    return {"dataset": dataset, "seed": seed, "budget": budget, "candidates": candidates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="dsprites_fine")
+    parser.add_argument("--budgets", default="300")
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    rows = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else []
+    for dataset in args.datasets.split(","):
+        for budget in (float(b) for b in args.budgets.split(",")):
+            for seed in range(args.seeds):
+                if any((r["dataset"], r["budget"], r["seed"]) == (dataset, budget, seed) for r in rows):
+                    continue
+                rows.append(run_search(dataset, seed, budget))
+                RESULTS_FILE.write_text(json.dumps(rows, indent=1))
+            same = [r for r in rows if r["dataset"] == dataset and r["budget"] == budget]
+            for name, cell in regrets(same).items():
+                print(f"{dataset} {budget:.0f}s {name:12s} regret {cell['mean']:+.2f} +- {cell['std']:.2f} points "
+                      f"over {cell['n']} searches (pick differs from max on {cell['differs_from_max']})")
+
+
+if __name__ == "__main__":
+    main()
