@@ -39,7 +39,10 @@ class PreprocessConfig:
 class TrainConfig:
     """How one candidate trains. 0 for ``max_epochs``, ``patience`` or ``batch_size`` means "from the
     data" (``automl.training.protocol``): about ``candidate_steps`` optimizer steps per candidate, in
-    batches sized from the training set. ``flip`` is off by default: a mirrored digit is another symbol."""
+    batches sized from the training set. ``flip`` is off by default: a mirrored digit is another symbol.
+    ``score_epochs`` n > 0: a candidate is ranked (and the searcher told) by the mean validation accuracy
+    of its last n epochs instead of its best epoch's: on a few hundred validation images the curve moves
+    1-2 points between epochs, and the maximum of a noisy curve favours the noisiest candidate."""
 
     max_epochs: int = 0
     patience: int = 0
@@ -54,6 +57,7 @@ class TrainConfig:
     threads: int = 0  # 0: one per CPU core
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling); CPU stays float32
+    score_epochs: int = 0  # 0: the best epoch's validation accuracy ranks a candidate
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,7 @@ def _validate(p: Params) -> None:
         (p.train.learning_rate > 0, "train.learning_rate must be positive"),
         (p.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
         (p.train.crop_padding >= 0, "train.crop_padding must be >= 0 (pixels)"),
+        (p.train.score_epochs >= 0, "train.score_epochs must be >= 0 (0 = the best epoch's accuracy)"),
         (p.train.threads >= 0, "train.threads must be >= 0 (0 = one per CPU core)"),
         (p.search.time_limit > 0, "search.time_limit must be positive (seconds)"),
         (p.search.max_candidates >= 0, "search.max_candidates must be >= 0 (0 = no cap)"),

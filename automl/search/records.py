@@ -101,8 +101,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the searcher is told of a trained candidate. ``out_of_memory`` is set where the error is
-    caught, so the searcher never reads error messages."""
+    """What the searcher is told of a trained candidate: ``val_accuracy`` is its ranking score (the
+    best epoch's accuracy, or a tail mean under ``train.score_epochs``). ``out_of_memory`` is set where
+    the error is caught, so the searcher never reads error messages."""
 
     status: Status
     val_accuracy: float | None = None
@@ -123,6 +124,7 @@ class CandidateRecord:
     status: Status
     val_accuracy: float | None = None
     val_loss: float | None = None  # at the best epoch: breaks ties of accuracy on small validation sets
+    score: float | None = None  # what ranks it (``train.score_epochs``); None: val_accuracy
     inherited_val_accuracy: float | None = None  # before training, with the weights it started from
     best_epoch: int = 0
     epochs: int = 0
@@ -146,14 +148,21 @@ class CandidateRecord:
     def succeeded(self) -> bool:
         return self.status is Status.COMPLETE and self.val_accuracy is not None
 
+    @property
+    def ranking_score(self) -> float | None:
+        """The validation score that ranks it and that the searcher is told: ``score`` where training
+        set one, else the best epoch's accuracy."""
+        return self.score if self.score is not None else self.val_accuracy
+
     def outcome(self) -> Outcome:
-        return Outcome(self.status, self.val_accuracy if self.succeeded else None, self.out_of_memory)
+        return Outcome(self.status, self.ranking_score if self.succeeded else None, self.out_of_memory)
 
     def rank(self) -> tuple[float, float, int]:
-        """Best first: validation accuracy, then lower validation loss (a validation set of a few
+        """Best first: the ranking score, then lower validation loss (a validation set of a few
         hundred images ties often on accuracy), then the earlier candidate."""
         loss = self.val_loss if self.val_loss is not None else float("inf")
-        return (self.val_accuracy if self.val_accuracy is not None else -1.0), -loss, -self.id
+        score = self.ranking_score
+        return (score if score is not None else -1.0), -loss, -self.id
 
     def first_error_line(self) -> str:
         return self.error.splitlines()[0] if self.error else ""

@@ -62,6 +62,7 @@ class TrainResult:
 
     val_accuracy: float | None = None
     val_loss: float | None = None  # at the best epoch: breaks ties of accuracy on small validation sets
+    score: float | None = None  # what ranks it: val_accuracy, or a tail mean (``TrainConfig.score_epochs``)
     inherited_val_accuracy: float | None = None  # before training, with the weights it started from
     best_epoch: int = 0
     epochs: int = 0
@@ -181,6 +182,13 @@ def train_candidate(
     return result
 
 
+def tail_score(history: list[dict[str, Any]], epochs: int, best: float | None) -> float | None:
+    """The mean validation accuracy of the last ``epochs`` epochs of ``history`` (fewer where it has
+    fewer); ``best`` where ``epochs`` is 0 or no epoch was scored."""
+    curve = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None][-epochs:] if epochs else []
+    return sum(curve) / len(curve) if curve else best
+
+
 def score_weights(graph: Graph, weights: dict[str, torch.Tensor], data: TensorData,
                   config: TrainConfig) -> TrainResult:
     """``weights`` scored on the validation split without training: a warm start's root, trained by an
@@ -190,7 +198,7 @@ def score_weights(graph: Graph, weights: dict[str, torch.Tensor], data: TensorDa
     model = build_module(graph)
     model.load_state_dict(weights)  # strict
     val_acc, val_loss = scores(placement.model(model), data.x_val, data.y_val)
-    return TrainResult(val_accuracy=val_acc, val_loss=val_loss, inherited_val_accuracy=val_acc,
+    return TrainResult(val_accuracy=val_acc, val_loss=val_loss, score=val_acc, inherited_val_accuracy=val_acc,
                        stopped="warm start", train_seconds=time.time() - start, state=weights)
 
 
@@ -252,6 +260,7 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
             break
     if result.state is None:  # cut before a single epoch finished
         result.state = _cpu_copy(model)
+    result.score = tail_score(result.history, config.score_epochs, result.val_accuracy)
     averaged = tail.state(train.x_train, config.batch_size, placement)
     if averaged is not None:
         result.state, result.averaged_epochs = averaged, tail.count

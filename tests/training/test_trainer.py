@@ -1,3 +1,4 @@
+import dataclasses
 import time
 
 import numpy as np
@@ -139,3 +140,16 @@ def test_augment_shifts_within_padding_and_flips():
     ramp = torch.arange(5.0).expand(8, 1, 5, 5)
     flipped = augment(ramp, padding=0, flip=True, generator=g)
     assert any(torch.equal(f, ramp[0].flip(2)) for f in flipped) and any(torch.equal(f, ramp[0]) for f in flipped)
+
+
+def test_score_is_the_best_epoch_or_the_mean_of_the_last_epochs(bar_data):
+    """``score_epochs`` n: the mean of the last n epochs' validation accuracy ranks the candidate; the
+    weights kept are still the best epoch's."""
+    graph = initial_graph((1, 10, 10), 2, width=8)
+    config = TrainConfig(max_epochs=4, patience=4, batch_size=32, threads=1)
+    best = train_candidate(graph, None, bar_data, config, seed=3)
+    tail = train_candidate(graph, None, bar_data, dataclasses.replace(config, score_epochs=3), seed=3)
+    assert best.score == best.val_accuracy
+    curve = [h["val_accuracy"] for h in tail.history]
+    assert tail.score == pytest.approx(sum(curve[-3:]) / 3)
+    assert tail.val_accuracy == best.val_accuracy == max(curve) and tail.best_epoch == best.best_epoch
