@@ -287,7 +287,7 @@ class MlflowCandidateLogger:
     def on_candidate_end(self, candidate: Candidate, record: CandidateRecord, weights_path: Path | None) -> None:
         run_id = self.runs[candidate.id]
         final = {"best_val_accuracy": record.val_accuracy, "best_val_loss": record.val_loss,
-                 "epochs": record.epochs, "train_seconds": record.train_seconds,
+                 "score": record.ranking_score, "epochs": record.epochs, "train_seconds": record.train_seconds,
                  "inherited_val_accuracy": record.inherited_val_accuracy}
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in final.items()
                                                if v is not None],

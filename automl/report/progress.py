@@ -77,6 +77,8 @@ class ConsoleProgress:
         acc = record.val_accuracy
         self._update_best(acc)
         detail = f"val_acc {acc:.4f}" if acc is not None else record.first_error_line()[:200]
+        if record.score is not None and record.score != acc:  # ranked by a tail mean (train.score_epochs)
+            detail += f" (score {record.score:.4f})"
         self._print(f"[search] candidate #{candidate.id} {record.status.value}: {detail}; best so far "
                     f"{self.best if self.best is not None else float('nan'):.4f}  {self._left()}")
 

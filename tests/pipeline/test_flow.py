@@ -104,6 +104,7 @@ def test_mlflow_has_the_parent_run_and_a_nested_run_per_candidate(flow_run):
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"graph.json", "weights.pt"} <= artifacts
         assert "searcher.estimated_memory_mb" in child.data.metrics
+        assert child.data.metrics["score"] == child.data.metrics["best_val_accuracy"]  # train.score_epochs 0
     for child in morphed:  # the searcher's reasoning, and where the weights came from
         tags, metrics = child.data.tags, child.data.metrics
         assert tags["automl.parent_candidate"] != "none" and tags["automl.operation"] != "none"

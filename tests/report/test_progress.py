@@ -51,3 +51,10 @@ def test_the_run_log_keeps_lines_but_not_bar_redraws():
     tee.write("\rcandidate #2:  50%|#####     | 1/2")
     assert console.getvalue().endswith("1/2") and log.getvalue() == "[search] candidate #1 complete\n"
     assert tee.isatty()
+
+
+def test_a_candidate_ranked_by_a_tail_mean_shows_that_score_beside_its_best_epoch():
+    pipe, candidate = io.StringIO(), Candidate(3, initial_graph((1, 8, 8), 2))
+    record = CandidateRecord.of(candidate, Status.COMPLETE, val_accuracy=0.75, score=0.7)
+    ConsoleProgress(None, pipe).on_candidate_end(candidate, record, None)
+    assert "[search] candidate #3 complete: val_acc 0.7500 (score 0.7000)" in pipe.getvalue()
