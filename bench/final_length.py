@@ -1,12 +1,14 @@
 """How long should the final fit be, and should it average its last weights? One search, then several
 final fits of its best candidate, each from the same searched weights and within the same time limit,
-differing only in their epochs (a multiple, ``--factors``, of a candidate's sized epochs) and in the share
-of their schedule whose weights they average (``--averages``, ``final_fit.average``). Paired this way,
+differing only in their epochs (a multiple, ``--factors``, of a candidate's sized epochs), in the share
+of their schedule whose weights they average (``--averages``, ``final_fit.average``) and in the cycles they
+run in (``--snapshots``, ``final_fit.snapshots``). Paired this way,
 the search's own spread (which best it found) cancels out of the comparison, which a benchmark of whole
 runs cannot do with three seeds. The first factor and the first average are the baseline.
 
     python -m bench.final_length --budget 600 --datasets dsprites_fine,mnist5k --factors 2,1
     python -m bench.final_length --budget 300 --datasets dsprites_fine --factors 2 --averages 0,0.5
+    python -m bench.final_length --budget 300 --datasets dsprites_fine --factors 2 --snapshots 1,2
 
 The budget is split as in ``bench.search_strategies`` (the search gets 75 %, each final fit the rest as
 its ``final_fit.time_limit``). Test accuracy is the final model's as a user gets it (test-time shifts
@@ -54,12 +56,13 @@ def best_curve(root: str) -> dict:
             "best_val_loss": [h["val_loss"] for h in best.history]}
 
 
-Variant = tuple[float, float]  # (factor, average)
+Variant = tuple[float, float, int]  # (factor, average, snapshots)
 
 
 def variant(row: dict) -> Variant:
-    """A row's final fit: rows from before ``--averages`` did not average."""
-    return row["factor"], row.get("average", 0.0)
+    """A row's final fit: rows from before ``--averages`` did not average, nor from before ``--snapshots``
+    run in cycles."""
+    return row["factor"], row.get("average") or 0.0, row.get("snapshots", 1)
 
 
 def search_of(row: dict) -> str:
@@ -67,7 +70,7 @@ def search_of(row: dict) -> str:
 
 
 def label(v: Variant) -> str:
-    return f"{v[0]:g}x" + (f", average {v[1]:g}" if v[1] else "")
+    return f"{v[0]:g}x" + (f", average {v[1]:g}" if v[1] else "") + (f", {v[2]} snapshots" if v[2] > 1 else "")
 
 
 ENSEMBLES = (2, 3, 5)  # final_fit.ensemble values scored on each final fit, at no extra training
@@ -100,10 +103,21 @@ def ensemble_accuracies(root: str, test: Tensors, val: Tensors) -> tuple[dict[st
             "auto": accuracy([best, *others[: chosen - 1]], test)}, chosen
 
 
+def snapshot_accuracies(root: str, snapshots: int, test: Tensors) -> list[float]:
+    """Test accuracy of each cycle's end alone, first to last (the members saved first, then the final
+    network), read through the same views: what averaging them adds over each."""
+    folder = Path(root) / "final"
+    ends = [folder / "members" / str(i) for i in range(1, snapshots)] + [folder]
+    views = Views.saved_in(folder)
+    return [float((predict_logits(views.wrap(network_module([(Graph.from_json((d / "graph.json").read_text()),
+                                                              load_weights(d / "weights.pt"))])), test[0])
+                   .argmax(1) == test[1]).float().mean()) for d in ends]
+
+
 def final_fit(clf: ImageClassifier, x: np.ndarray, y: np.ndarray, epochs: int, average: float,
-              time_limit: float) -> dict:
-    """One final fit of the search's best, averaging its last ``average`` of weights."""
-    clf.params = clf.params.replace(**{"final_fit.average": average})
+              time_limit: float, snapshots: int = 1) -> dict:
+    """One final fit of the search's best, averaging its last ``average`` of weights, in ``snapshots`` cycles."""
+    clf.params = clf.params.replace(**{"final_fit.average": average, "final_fit.snapshots": snapshots})
     return clf.final_fit(x, y, epochs=epochs, time_limit=time_limit)
 
 
@@ -154,17 +168,19 @@ def run_seed(dataset: str, seed: int, budget: float, variants: list[Variant], pa
         epochs, curve, search = candidate_epochs(tmp), best_curve(tmp), f"{dataset}/{seed}/{time.time():.0f}"
         val = stratified_split(y[train], [params.split.val_fraction], seed)[0]  # the classifier's own
         test_data, val_data = (tensors(clf, x[part], y[part]) for part in (test, train[val]))
-        for factor, average in variants:
+        for factor, average, snapshots in variants:
             start = time.time()
             final = final_fit(clf, x[train], y[train], max(1, round(factor * epochs)), average,
-                              budget * FINAL_SHARE)
+                              budget * FINAL_SHARE, snapshots)
             rows.append({"dataset": dataset, "budget": budget, "seed": seed, "search": search,
-                         "factor": factor, "average": average,
+                         "factor": factor, "average": average, "snapshots": snapshots,
                          "averaged_epochs": final["averaged_epochs"], "candidate_epochs": epochs,
                          "epochs": final["epochs"], "stopped": final["stopped"],
                          "kept_searched": final["kept_searched"], "seconds": time.time() - start,
                          "test_accuracy": clf.evaluate(x[test], y[test]), **curve})
             rows[-1]["ensembles"], rows[-1]["ensemble_auto_k"] = ensemble_accuracies(tmp, test_data, val_data)
+            if snapshots > 1:
+                rows[-1]["snapshots_alone"] = snapshot_accuracies(tmp, snapshots, test_data)
         if pair:  # last: it replaces the final fit in tmp
             rows[0]["pair"] = fitted_pair(clf, tmp, x[train], y[train], test_data, round(variants[0][0] * epochs),
                                           budget * FINAL_SHARE)
@@ -179,7 +195,7 @@ def paired_summary(rows: list[dict], baseline: Variant) -> dict[str, dict[str, d
     for dataset in sorted({r["dataset"] for r in rows}):
         mine = [r for r in rows if r["dataset"] == dataset]
         base = {search_of(r): r["test_accuracy"] for r in mine if variant(r) == baseline}
-        for v in sorted({variant(r) for r in mine}, key=lambda v: (-v[0], v[1])):
+        for v in sorted({variant(r) for r in mine}, key=lambda v: (-v[0], v[1], v[2])):
             acc = {search_of(r): r["test_accuracy"] for r in mine if variant(r) == v}
             diffs = [acc[s] - base[s] for s in acc if s in base]
             out.setdefault(dataset, {})[label(v)] = {
@@ -229,11 +245,15 @@ def main() -> None:
                         help="final-fit epochs as multiples of a candidate's; the first is the baseline")
     parser.add_argument("--averages", default="0",
                         help="final_fit.average of each final fit (with each factor); the first is the baseline")
+    parser.add_argument("--snapshots", default="1",
+                        help="final_fit.snapshots of each final fit (with each factor and average); the first is "
+                        "the baseline")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pair", action="store_true",
                         help="also final-fit the best two in half the time each, averaged (fitted_pair)")
     args = parser.parse_args()
-    variants = [(float(f), float(a)) for f in args.factors.split(",") for a in args.averages.split(",")]
+    variants = [(float(f), float(a), int(n)) for f in args.factors.split(",") for a in args.averages.split(",")
+                for n in args.snapshots.split(",")]
     rows = load_rows()
     for dataset in args.datasets.split(","):
         for seed in range(args.seeds):
@@ -250,7 +270,9 @@ def main() -> None:
                 print(f"{dataset} {args.budget:.0f}s seed {seed} {label(variant(r))}: {r['test_accuracy']:.4f} "
                       f"({r['epochs']} of {round(r['factor'] * r['candidate_epochs'])} epochs, {r['stopped']}, "
                       f"{r['averaged_epochs']} averaged, {r['seconds']:.0f} s; ensemble on validation: "
-                      f"{r['ensemble_auto_k']}){'; fitted pair: ' + str(r['pair']) if 'pair' in r else ''}", flush=True)
+                      f"{r['ensemble_auto_k']}){'; fitted pair: ' + str(r['pair']) if 'pair' in r else ''}"
+                      f"{'; each cycle alone: ' + str(r['snapshots_alone']) if 'snapshots_alone' in r else ''}",
+                      flush=True)
     same = [r for r in rows if r["budget"] == args.budget and variant(r) in variants]
     for dataset, cells in paired_summary(same, variants[0]).items():
         for name, c in cells.items():

@@ -73,6 +73,8 @@ HELP = {
                              "<= train.crop_padding; + mirrored if train.flip); 0 = off",
     "final_fit.average": ("final weights = mean of the weights at the ends of the epochs in this last share of "
                           "the final fit (batch-norm statistics measured again); 0 = the last weights"),
+    "final_fit.snapshots": ("the best's final fit as this many annealed cycles, each from the last one's end; the "
+                            "final model averages their ends (1 = one cycle)"),
     "tracking.uri": "'' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
     "tracking.experiment": "MLflow experiment of the runs",
     "tracking.registered_model": "Model Registry name ('' = do not register); alias champion or challenger",

@@ -19,7 +19,7 @@ from automl.errors import AutoMLError
 from automl.fileio import read_json, write_csv, write_json
 from automl.report.render import render, report_data, trajectory
 from automl.search.store import CandidateStore
-from automl.session.session import MEMBERS, NOTES, Views
+from automl.session.session import FITTED_MEMBER, MEMBERS, NOTES, SNAPSHOT_MEMBER, Views
 from tasks import tracking
 from tasks.data import load_labels, load_preprocessor, work_dir
 from tasks.model import TEST_PROBABILITIES
@@ -63,14 +63,18 @@ def collect(params: PipelineParams, run_id: str) -> dict[str, Any]:
 
 
 def final_model_text(folder: Path) -> str:
-    """What the final model is: the best candidate, or the ensemble ``final_fit.ensemble`` made, and
-    the test-time views it reads each image as (``final_fit.test_shifts``)."""
-    members = list((folder / MEMBERS).glob("*"))
-    fitted = sum((m / NOTES).is_file() for m in members)  # save_network marks the final-fitted ones
-    how = [f"{fitted} final-fitted too"] * bool(fitted) + [f"{len(members) - fitted} with searched weights"] * \
-        (len(members) > fitted)
-    text = (f"the best candidate, final-fitted, averaged with the next {len(members)} ({', '.join(how)})" if members
-            else "the best candidate, final-fitted")
+    """What the final model is: the best candidate, or the ensemble ``final_fit.ensemble`` and
+    ``final_fit.snapshots`` made, and the test-time views it reads each image as (``final_fit.test_shifts``)."""
+    notes = [(m / NOTES).read_text().strip() if (m / NOTES).is_file() else "" for m in (folder / MEMBERS).glob("*")]
+    snapshots = notes.count(SNAPSHOT_MEMBER)  # save_network marks what the final fit made of each member
+    fitted, others = notes.count(FITTED_MEMBER), len(notes) - snapshots
+    text = "the best candidate, final-fitted"
+    if snapshots:
+        cycles = f"{snapshots} earlier cycle{'s' * (snapshots > 1)}"
+        text += f", averaged with its weights at the end of {cycles} of that fit"
+    how = [f"{fitted} final-fitted too"] * bool(fitted) + \
+        [f"{others - fitted} with searched weights"] * (others > fitted)
+    text += f"{' and' if snapshots else ', averaged'} with the next {others} ({', '.join(how)})" if others else ""
     views = Views.saved_in(folder)
     return text + (f", over {views.count} shifted copies of each image" if views.count > 1 else "")
 

@@ -88,6 +88,7 @@ Network = tuple[Graph, dict[str, torch.Tensor]]
 MEMBERS = "members"  # the folder of a final model's ensemble members, one numbered folder each
 VIEWS = "views.json"  # in a final fit's folder: the test-time views its model averages over
 FITTED_MEMBER = "final-fitted after the best (final_fit.fitted_members)"  # the notes of such a member
+SNAPSHOT_MEMBER = "the best at the end of a cycle of its final fit (final_fit.snapshots)"  # ... and of a snapshot
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class FinalModel:
     kept_searched: bool = False
     members: tuple[Network, ...] = ()  # averaged with it in the final model (``final_fit.ensemble``)
     fitted_members: int = 1  # of the networks in the final model, best first, those the final fit trained
+    snapshots: int = 1  # the best's final fit ran as this many cycles; members start with the earlier ends
     views: Views = Views()  # each image read as these copies (``final_fit.test_shifts``)
 
     def fields(self) -> dict[str, Any]:
@@ -141,7 +143,7 @@ class FinalModel:
         return {**self.result.fields(), "fit_accuracy": self.fit_accuracy,
                 "searched_fit_accuracy": self.searched_fit_accuracy, "kept_searched": self.kept_searched,
                 "ensemble": 1 + len(self.members), "fitted_members": self.fitted_members,
-                "test_views": self.views.count,
+                "snapshots": self.snapshots, "test_views": self.views.count,
                 "averaged_epochs": self.result.averaged_epochs}
 
     def module(self) -> torch.nn.Module:
@@ -244,31 +246,51 @@ class SearchSession:
         with it in ``out/members/``; the final model averages them all. The first
         ``final_fit.fitted_members`` - 1 of them train the same way after it, each in an equal share of
         the time limit (why: a searched member is trained less than the final-fitted best, and averaging
-        it in lowered Indian Pines on every seed, README)."""
+        it in lowered Indian Pines on every seed, README). With ``final_fit.snapshots`` n > 1 the best's
+        fit runs as n cycles and the final model averages their ends too (``_fit_snapshots``)."""
         fit = self.params.final_fit
         set_threads(self.params.train.threads)
         train = resolve(self._searched_protocol(), len(data.x_train))
         n, begin = min(fit.fitted_members, 1 + len(members)), time.time()
         deadlines = [begin + fit.time_limit * (i + 1) / n if fit.time_limit else None for i in range(n)]
-        best = self._fit_one(graph, weights, data, train, deadlines[0], epochs, on_epoch)
-        fitted = [self._fit_one(g, w, data, train, d, epochs, on_epoch) for (g, w), d in zip(members, deadlines[1:])]
-        members = [(m.graph, m.state) for m in fitted] + list(members[n - 1:])
-        final = dataclasses.replace(best, members=tuple(members), fitted_members=n, views=Views.of(self.params))
-        save_network(graph, final.state, out, members, _notes(final, fitted), final.views, len(fitted))
+        start = None if fit.retrain else weights
+        best, snapshots = self._fit_snapshots(graph, start, data, train, (begin, deadlines[0]), epochs, on_epoch)
+        fitted = [self._fit_one(g, None if fit.retrain else w, data, train, d, epochs or final_epochs(fit, train),
+                                on_epoch) for (g, w), d in zip(members, deadlines[1:])]
+        members = [(graph, s.state) for s in snapshots] + [(m.graph, m.state) for m in fitted] + list(members[n - 1:])
+        final = dataclasses.replace(best, members=tuple(members), fitted_members=n, snapshots=1 + len(snapshots),
+                                    views=Views.of(self.params))
+        member_notes = [SNAPSHOT_MEMBER] * len(snapshots) + [FITTED_MEMBER] * len(fitted)
+        save_network(graph, final.state, out, members, _notes(final, fitted), final.views, member_notes)
         return final
 
-    def _fit_one(self, graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData,
-                 train: TrainConfig, deadline: float | None, epochs: int | None,
+    def _fit_snapshots(self, graph: Graph, start: dict[str, torch.Tensor] | None, data: TensorData,
+                       train: TrainConfig, window: tuple[float, float | None], epochs: int | None,
+                       on_epoch: EpochCallback | None) -> tuple[FinalModel, list[FinalModel]]:
+        """The best's final fit as ``final_fit.snapshots`` annealed cycles, each in an equal share of its
+        epochs and of its time ``window`` and each from the end of the one before (a snapshot ensemble:
+        why, README "Snapshots of the final fit"). Returns the last cycle's network, its result holding
+        every cycle's epochs, and the earlier cycles' ends."""
+        cycles = self.params.final_fit.snapshots
+        total = epochs or final_epochs(self.params.final_fit, train)
+        per = max(1, -(-total // cycles))
+        begin, end = window
+        ends = [begin + (end - begin) * (i + 1) / cycles if end else None for i in range(cycles)]
+        done: list[FinalModel] = []
+        for deadline in ends:
+            done.append(self._fit_one(graph, done[-1].state if done else start, data, train, deadline, per, on_epoch))
+        return dataclasses.replace(done[-1], result=_joined([d.result for d in done])), done[:-1]
+
+    def _fit_one(self, graph: Graph, start: dict[str, torch.Tensor] | None, data: TensorData,
+                 train: TrainConfig, deadline: float | None, epochs: int,
                  on_epoch: EpochCallback | None) -> FinalModel:
-        """One network's final fit, guarded (``_guarded``)."""
+        """One network's final fit from ``start`` (None: from scratch), guarded (``_guarded``)."""
         fit = self.params.final_fit
-        start = None if fit.retrain else weights
         if start is not None:
             train = dataclasses.replace(train, learning_rate=train.learning_rate * fit.lr_scale)
         guard = guard_images(data) * (1 if start is None else 2)  # scored by _guarded
         result = train_candidate(graph, start, data, train, seed=self.params.seed, deadline=deadline,
-                                 max_epochs=epochs or final_epochs(fit, train), on_epoch=on_epoch,
-                                 scored_after=guard, average=fit.average)
+                                 max_epochs=epochs, on_epoch=on_epoch, scored_after=guard, average=fit.average)
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
@@ -287,6 +309,16 @@ class SearchSession:
         return dataclasses.replace(train, **{k: saved[k] for k in SIZED if k in saved and not getattr(train, k)})
 
 
+def _joined(results: Sequence[TrainResult]) -> TrainResult:
+    """The cycles of one final fit as one result: the last one's weights, every epoch numbered on."""
+    history, epochs = [], 0
+    for r in results:
+        history += [{**h, "epoch": epochs + h["epoch"]} for h in r.history]
+        epochs += r.epochs
+    return dataclasses.replace(results[-1], epochs=epochs, history=history,
+                               train_seconds=sum(r.train_seconds for r in results))
+
+
 def _notes(final: FinalModel, fitted: Sequence[FinalModel]) -> list[str]:
     """What the final fit decided, for ``notes.txt``: kept weights, averaging, members and views."""
     notes = [f"accuracy on its own training data fell to {final.fit_accuracy:.4f} from the searched weights' "
@@ -294,12 +326,15 @@ def _notes(final: FinalModel, fitted: Sequence[FinalModel]) -> list[str]:
     if final.result.averaged_epochs and not final.kept_searched:
         notes.append(f"its weights are the mean of its weights at the ends of its last {final.result.averaged_epochs} "
                      "epochs (final_fit.average)")
+    if final.snapshots > 1:
+        notes.append(f"its final fit ran as {final.snapshots} annealed cycles, each from the end of the one before; "
+                     f"the final model averages it with its weights at the end of the first {final.snapshots - 1}")
     if fitted:
         kept = sum(m.kept_searched for m in fitted)
         notes.append(f"the final model averages it with the next {len(fitted)} candidates by validation accuracy, "
                      f"final-fitted the same way after it, each in 1/{len(fitted) + 1} of the time"
                      + (f" ({kept} kept their searched weights)" if kept else ""))
-    if searched := len(final.members) - len(fitted):
+    if searched := len(final.members) - len(fitted) - (final.snapshots - 1):
         notes.append(f"the final model averages it with the next {searched} candidates by validation "
                      "accuracy (their searched weights)" + (" after those" if fitted else ""))
     if final.views.count > 1:
@@ -347,10 +382,10 @@ def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainR
 
 def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path,
                  members: Sequence[Network] = (), notes: Sequence[str] = (), views: Views = Views(),
-                 fitted: int = 0) -> None:
+                 member_notes: Sequence[str] = ()) -> None:
     """Weights first, then the graph that names them (``load_network`` reads both); ensemble
-    members in ``folder/members/<i>/`` (the first ``fitted`` of them with a ``notes.txt`` that says
-    they were final-fitted), the test-time ``views`` in ``views.json`` and what the final fit
+    members in ``folder/members/<i>/`` (member i with ``member_notes[i - 1]``, if any, as its ``notes.txt``:
+    what the final fit made of it), the test-time ``views`` in ``views.json`` and what the final fit
     decided in ``notes.txt``, replacing any an earlier final fit left there (no timestamps: the same fit
     writes the same bytes, for DVC)."""
     folder = Path(folder)
@@ -362,7 +397,7 @@ def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Pat
     if views.count > 1:
         write_json(folder / VIEWS, dataclasses.asdict(views))
     for i, (member_graph, member_state) in enumerate(members, 1):
-        save_network(member_graph, member_state, folder / MEMBERS / str(i), notes=[FITTED_MEMBER] * (i <= fitted))
+        save_network(member_graph, member_state, folder / MEMBERS / str(i), notes=member_notes[i - 1 : i])
     save_weights(state, folder / "weights.pt")
     write_text(folder / "graph.json", graph.to_json())
 

@@ -324,13 +324,16 @@ def test_a_crashed_candidate_task_is_a_failed_record_but_a_full_disk_stops_the_r
 def test_the_report_says_which_members_of_the_final_model_were_final_fitted(tmp_path):
     from automl.arch.builder import build_module
     from automl.arch.graph import initial_graph
-    from automl.session.session import save_network
+    from automl.session.session import FITTED_MEMBER, SNAPSHOT_MEMBER, save_network
     from tasks.report import final_model_text
 
     graph = initial_graph((1, 8, 8), 2, width=4)
     state = build_module(graph).state_dict()
-    save_network(graph, state, tmp_path, members=[(graph, state)] * 3, fitted=1)
+    save_network(graph, state, tmp_path, members=[(graph, state)] * 3, member_notes=[FITTED_MEMBER])
     assert final_model_text(tmp_path) == ("the best candidate, final-fitted, averaged with the next 3 "
                                           "(1 final-fitted too, 2 with searched weights)")
+    save_network(graph, state, tmp_path, members=[(graph, state)] * 3, member_notes=[SNAPSHOT_MEMBER] * 2)
+    assert final_model_text(tmp_path) == ("the best candidate, final-fitted, averaged with its weights at the end of "
+                                          "2 earlier cycles of that fit and with the next 1 (1 with searched weights)")
     save_network(graph, state, tmp_path)
     assert final_model_text(tmp_path) == "the best candidate, final-fitted"

@@ -211,6 +211,26 @@ def test_fitted_members_train_after_the_best_each_in_its_share_of_the_time(data,
     assert len(load_network(tmp_path / "final", views=False)[1].members) == 3
 
 
+def test_snapshots_split_the_final_fit_into_cycles_and_average_their_ends(data, tmp_path):
+    """``final_fit.snapshots`` 2 of a 4-epoch final fit: two cycles of 2 epochs, the second from the end of
+    the first, one result counting all 4 epochs, and a saved final model that averages both ends."""
+    session = SearchSession(tmp_path, PARAMS.replace(**{"search.strategy": "initial", "final_fit.epochs": 4}))
+    best = session.best(session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=5))
+    graph, all_data = session.store.graph(best.id), TensorData(data.x_train, data.y_train)
+    one = session.final_fit(graph, session.store.weights(best.id), all_data, tmp_path / "one")
+    cycles = SearchSession(tmp_path, session.params.replace(**{"final_fit.snapshots": 2}))
+    final = cycles.final_fit(graph, session.store.weights(best.id), all_data, tmp_path / "final")
+    assert one.snapshots == 1 and not one.members and final.snapshots == 2 and final.result.epochs == 4
+    assert [h["epoch"] for h in final.result.history] == [1, 2, 3, 4]
+    ((member, snapshot),) = final.members
+    assert member == graph and any(not torch.equal(snapshot[k], v) for k, v in final.state.items())
+    assert len(load_network(tmp_path / "final", views=False)[1].members) == 2
+    assert torch.allclose(load_network(tmp_path / "final")[1](data.x_val), final.module()(data.x_val))
+    assert "2 annealed cycles" in (tmp_path / "final" / "notes.txt").read_text()
+    with pytest.raises(ConfigError, match="final_fit.snapshots"):
+        PARAMS.replace(**{"final_fit.snapshots": 0})
+
+
 def test_an_ensemble_final_model_is_saved_loaded_and_replaced_whole(data, tmp_path):
     """With ``final_fit.ensemble`` 3 the final model averages the final-fitted best with the next two
     candidates as searched; a later final fit without an ensemble leaves no stale member behind."""
