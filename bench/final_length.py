@@ -33,7 +33,8 @@ from automl.classifier import STATE_FILE
 from automl.data.split import stratified_split
 from automl.fileio import read_json
 from automl.search.store import CandidateStore, load_weights
-from automl.session.session import SearchSession, Views, network_module
+from automl.session import SearchSession
+from automl.session.network import Views, network_module
 from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
 from bench.search_strategies import FINAL_SHARE, IMAGE_SIZE, split

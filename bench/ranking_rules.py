@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from automl import ImageClassifier, Params
 from automl.search.store import CandidateStore
-from automl.session.session import network_module
+from automl.session.network import network_module
 from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
 from bench.final_length import tensors

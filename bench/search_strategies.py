@@ -37,7 +37,7 @@ from automl.config import parse_set
 from automl.data.split import stratified_split
 from automl.search.records import CandidateRecord, Status, ranked
 from automl.search.store import CandidateStore, load_weights
-from automl.session.session import load_network, network_module
+from automl.session.network import load_network, network_module
 from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
 

@@ -19,7 +19,7 @@ from automl.errors import AutoMLError
 from automl.fileio import read_json, write_csv, write_json
 from automl.report.render import render, report_data, trajectory
 from automl.search.store import CandidateStore
-from automl.session.session import FITTED_MEMBER, MEMBERS, NOTES, SNAPSHOT_MEMBER, Views
+from automl.session.network import FITTED_MEMBER, MEMBERS, NOTES, SNAPSHOT_MEMBER, Views
 from tasks import tracking
 from tasks.data import load_labels, load_preprocessor, work_dir
 from tasks.model import TEST_PROBABILITIES

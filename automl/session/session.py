@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,19 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl.arch.builder import EnsembleModule, ShiftedViews, build_module
 from automl.arch.graph import Graph, initial_graph
 from automl.arch.memory import estimate_memory_mb
 from automl.arch.morph import OPERATIONS
 from automl.config import Params, TrainConfig
 from automl.data.pixels import Pixels
 from automl.errors import ConfigError, FinalFitError, SearchError
-from automl.fileio import write_json, write_text
 from automl.search.loop import BatchTrainer, SearchStart, SearchSummary, run_search, start_search
 from automl.search.records import Candidate, CandidateRecord
-from automl.search.store import CandidateStore, load_weights, save_weights
+from automl.search.store import CandidateStore
 from automl.search.strategies import make_searcher
 from automl.session.candidate import SearchCallback, train_and_record
+from automl.session.network import FITTED_MEMBER, SNAPSHOT_MEMBER, Network, Views, network_module, save_network
 from automl.session.warm import Root, fitted_roots
 from automl.training.device import default_memory_limit_mb, place
 from automl.training.protocol import final_epochs, memory_batch_cap, resolve
@@ -82,44 +79,6 @@ def search_identity(params: Params, data: TensorData) -> dict[str, Any]:
 # by it (seen on dSprites: batch statistics that BatchNorm's running averages no longer match took the
 # seed network from 0.99 to 0.20 test accuracy); the searched weights are kept instead.
 FINAL_FIT_TOLERANCE = 0.01
-NOTES = "notes.txt"  # in a final fit's folder
-
-Network = tuple[Graph, dict[str, torch.Tensor]]
-MEMBERS = "members"  # the folder of a final model's ensemble members, one numbered folder each
-VIEWS = "views.json"  # in a final fit's folder: the test-time views its model averages over
-FITTED_MEMBER = "final-fitted after the best (final_fit.fitted_members)"  # the notes of such a member
-SNAPSHOT_MEMBER = "the best at the end of a cycle of its final fit (final_fit.snapshots)"  # ... and of a snapshot
-
-
-@dataclass(frozen=True)
-class Views:
-    """How the final model reads an image (``final_fit.test_shifts``): as copies shifted by up to
-    ``shift`` pixels, and mirrored with ``flip``; the default, as it is."""
-
-    shift: int = 0
-    flip: bool = False
-
-    @classmethod
-    def of(cls, params: Params) -> Views:
-        """Only views the training crops and flips showed the network: never a shift larger than its
-        ``train.crop_padding``, no mirror image unless it trained on them."""
-        train = params.train
-        if not params.final_fit.test_shifts or not train.augment:
-            return cls()
-        return cls(min(params.final_fit.test_shifts, train.crop_padding), train.flip)
-
-    @classmethod
-    def saved_in(cls, folder: str | Path) -> Views:
-        """The views a final fit saved in ``folder``; none in a candidate's folder."""
-        path = Path(folder) / VIEWS
-        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
-
-    @property
-    def count(self) -> int:
-        return (2 * self.shift + 1) ** 2 * (2 if self.flip else 1)
-
-    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        return ShiftedViews(module, self.shift, self.flip).eval() if self.count > 1 else module
 
 
 @dataclass(frozen=True)
@@ -278,7 +237,10 @@ class SearchSession:
         ends = [begin + (end - begin) * (i + 1) / cycles if end else None for i in range(cycles)]
         done: list[FinalModel] = []
         for deadline in ends:
-            done.append(self._fit_one(graph, done[-1].state if done else start, data, train, deadline, per, on_epoch))
+            offset = sum(d.result.epochs for d in done)  # the console counts the epochs of all cycles
+            shown = on_epoch and (lambda info, o=offset: on_epoch(dataclasses.replace(
+                info, epoch=o + info.epoch, max_epochs=info.max_epochs and per * cycles)))
+            done.append(self._fit_one(graph, done[-1].state if done else start, data, train, deadline, per, shown))
         return dataclasses.replace(done[-1], result=_joined([d.result for d in done])), done[:-1]
 
     def _fit_one(self, graph: Graph, start: dict[str, torch.Tensor] | None, data: TensorData,
@@ -378,46 +340,3 @@ def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainR
     if trained < searched - FINAL_FIT_TOLERANCE:
         return FinalModel(graph, start, result, trained, searched, kept_searched=True)
     return FinalModel(graph, result.state, result, trained, searched)
-
-
-def save_network(graph: Graph, state: dict[str, torch.Tensor], folder: str | Path,
-                 members: Sequence[Network] = (), notes: Sequence[str] = (), views: Views = Views(),
-                 member_notes: Sequence[str] = ()) -> None:
-    """Weights first, then the graph that names them (``load_network`` reads both); ensemble
-    members in ``folder/members/<i>/`` (member i with ``member_notes[i - 1]``, if any, as its ``notes.txt``:
-    what the final fit made of it), the test-time ``views`` in ``views.json`` and what the final fit
-    decided in ``notes.txt``, replacing any an earlier final fit left there (no timestamps: the same fit
-    writes the same bytes, for DVC)."""
-    folder = Path(folder)
-    shutil.rmtree(folder / MEMBERS, ignore_errors=True)
-    (folder / NOTES).unlink(missing_ok=True)
-    (folder / VIEWS).unlink(missing_ok=True)
-    if notes:
-        write_text(folder / NOTES, "".join(f"{line}\n" for line in notes))
-    if views.count > 1:
-        write_json(folder / VIEWS, dataclasses.asdict(views))
-    for i, (member_graph, member_state) in enumerate(members, 1):
-        save_network(member_graph, member_state, folder / MEMBERS / str(i), notes=member_notes[i - 1 : i])
-    save_weights(state, folder / "weights.pt")
-    write_text(folder / "graph.json", graph.to_json())
-
-
-def load_network(folder: str | Path, views: bool = True) -> tuple[Graph, torch.nn.Module]:
-    """A saved network (a candidate's folder or a final fit's, with its ensemble members and test-time
-    views if any; ``views`` False leaves the views out) in eval mode; weights load strictly."""
-    folder = Path(folder)
-    member_dirs = sorted((folder / MEMBERS).glob("*"), key=lambda p: int(p.name)) if (folder / MEMBERS).is_dir() else []
-    networks = [(Graph.from_json((d / "graph.json").read_text()), load_weights(d / "weights.pt"))
-                for d in [folder, *member_dirs]]
-    saved = Views.saved_in(folder) if views else Views()
-    return networks[0][0], saved.wrap(network_module(networks))
-
-
-def network_module(networks: Sequence[Network]) -> torch.nn.Module:
-    """One network's module, or the ensemble of several, in eval mode (weights load strictly)."""
-    modules = []
-    for graph, state in networks:
-        module = build_module(graph)
-        module.load_state_dict(state)
-        modules.append(module)
-    return (modules[0] if len(modules) == 1 else EnsembleModule(modules)).eval()

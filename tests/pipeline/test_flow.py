@@ -324,7 +324,7 @@ def test_a_crashed_candidate_task_is_a_failed_record_but_a_full_disk_stops_the_r
 def test_the_report_says_which_members_of_the_final_model_were_final_fitted(tmp_path):
     from automl.arch.builder import build_module
     from automl.arch.graph import initial_graph
-    from automl.session.session import FITTED_MEMBER, SNAPSHOT_MEMBER, save_network
+    from automl.session.network import FITTED_MEMBER, SNAPSHOT_MEMBER, save_network
     from tasks.report import final_model_text
 
     graph = initial_graph((1, 8, 8), 2, width=4)

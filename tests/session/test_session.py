@@ -12,7 +12,7 @@ from automl.search.records import Status
 from automl.search.store import CandidateStore
 from automl.search.strategies import make_searcher
 from automl.session import SearchSession, check_params, load_network, train_and_record
-from automl.session.session import Views
+from automl.session.network import Views
 from automl.training.protocol import auto_batch_size
 from automl.training.trainer import TensorData
 from tests.training.test_trainer import bars
@@ -219,9 +219,11 @@ def test_snapshots_split_the_final_fit_into_cycles_and_average_their_ends(data, 
     graph, all_data = session.store.graph(best.id), TensorData(data.x_train, data.y_train)
     one = session.final_fit(graph, session.store.weights(best.id), all_data, tmp_path / "one")
     cycles = SearchSession(tmp_path, session.params.replace(**{"final_fit.snapshots": 2}))
-    final = cycles.final_fit(graph, session.store.weights(best.id), all_data, tmp_path / "final")
+    seen = []
+    final = cycles.final_fit(graph, session.store.weights(best.id), all_data, tmp_path / "final", on_epoch=seen.append)
     assert one.snapshots == 1 and not one.members and final.snapshots == 2 and final.result.epochs == 4
     assert [h["epoch"] for h in final.result.history] == [1, 2, 3, 4]
+    assert [(e.epoch, e.max_epochs) for e in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # as the console counts
     ((member, snapshot),) = final.members
     assert member == graph and any(not torch.equal(snapshot[k], v) for k, v in final.state.items())
     assert len(load_network(tmp_path / "final", views=False)[1].members) == 2
