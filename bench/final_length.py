@@ -78,6 +78,16 @@ ENSEMBLES = (2, 3, 5)  # final_fit.ensemble values scored on each final fit, at 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
 
+def saved(folder: Path) -> tuple[Graph, dict[str, torch.Tensor]]:
+    """The network saved in ``folder`` alone (without its members)."""
+    return Graph.from_json((folder / "graph.json").read_text()), load_weights(folder / "weights.pt")
+
+
+def views_accuracy(views: Views, networks: list, data: Tensors) -> float:
+    """Accuracy of ``networks`` averaged, each image read through ``views``."""
+    return float((predict_logits(views.wrap(network_module(networks)), data[0]).argmax(1) == data[1]).float().mean())
+
+
 def ensemble_accuracies(root: str, test: Tensors, val: Tensors) -> tuple[dict[str, float], int]:
     """Test accuracy of the final model as ``final_fit.ensemble`` = k would have made it from this final
     fit: the final-fitted best averaged with the next k - 1 candidates by validation rank (searched
@@ -87,15 +97,13 @@ def ensemble_accuracies(root: str, test: Tensors, val: Tensors) -> tuple[dict[st
     ensemble that scores best there, the smaller k on a tie; the final fit has seen the validation
     images, so only searched weights can be scored on them); the k chosen is returned with them."""
     folder, store = Path(root) / "final", CandidateStore(root)
-    best = (Graph.from_json((folder / "graph.json").read_text()), load_weights(folder / "weights.pt"))
-    best_id = read_json(Path(root) / STATE_FILE)["best_id"]
+    best, best_id = saved(folder), read_json(Path(root) / STATE_FILE)["best_id"]
     others = [(store.graph(r.id), store.weights(r.id)) for r in store.ranked() if r.id != best_id]
     searched = (store.graph(best_id), store.weights(best_id))
     views = Views.saved_in(folder)
 
     def accuracy(networks: list, data: Tensors) -> float:
-        logits = predict_logits(views.wrap(network_module(networks)), data[0])
-        return float((logits.argmax(1) == data[1]).float().mean())
+        return views_accuracy(views, networks, data)
 
     sizes = [k for k in (1, *ENSEMBLES) if k - 1 <= len(others)]
     chosen = max(sizes, key=lambda k: (accuracy([searched, *others[: k - 1]], val), -k))
@@ -109,10 +117,7 @@ def snapshot_accuracies(root: str, snapshots: int, test: Tensors) -> list[float]
     network), read through the same views: what averaging them adds over each."""
     folder = Path(root) / "final"
     ends = [folder / "members" / str(i) for i in range(1, snapshots)] + [folder]
-    views = Views.saved_in(folder)
-    return [float((predict_logits(views.wrap(network_module([(Graph.from_json((d / "graph.json").read_text()),
-                                                              load_weights(d / "weights.pt"))])), test[0])
-                   .argmax(1) == test[1]).float().mean()) for d in ends]
+    return [views_accuracy(Views.saved_in(folder), [saved(end)], test) for end in ends]
 
 
 def final_fit(clf: ImageClassifier, x: np.ndarray, y: np.ndarray, epochs: int, average: float,
@@ -142,12 +147,10 @@ def fitted_pair(clf: ImageClassifier, root: str, x: np.ndarray, y: np.ndarray, t
     second = session.final_fit(store.graph(ranked[0]), store.weights(ranked[0]), clf._tensors(x, y),
                                Path(root) / "second", epochs=epochs)
     folder, views = Path(root) / "final", Views.saved_in(Path(root) / "final")
-    best = (Graph.from_json((folder / "graph.json").read_text()), load_weights(folder / "weights.pt"))
-    others = [(store.graph(i), store.weights(i)) for i in ranked[1:4]]
+    best, others = saved(folder), [(store.graph(i), store.weights(i)) for i in ranked[1:4]]
 
     def accuracy(networks: list) -> float:
-        return float((predict_logits(views.wrap(network_module(networks)), test[0]).argmax(1) == test[1])
-                     .float().mean())
+        return views_accuracy(views, networks, test)
 
     return {"half_alone": accuracy([best]), "second_alone": accuracy([(second.graph, second.state)]),
             "pair": accuracy([best, (second.graph, second.state)]),

@@ -157,12 +157,14 @@ def test_final_length_pairs_each_factor_with_the_baseline_on_the_same_search() -
             for s, f, a in [(0, 2.0, 0.90), (0, 1.0, 0.92), (1, 2.0, 0.80), (1, 1.0, 0.81), (2, 1.0, 0.70)]]
     rows += [{"dataset": "d", "seed": 0, "search": "again", "factor": 2.0, "average": a, "test_accuracy": acc}
              for a, acc in [(0.0, 0.94), (0.5, 0.95)]]  # seed 0 searched again: paired with its own baseline
-    cells = paired_summary(rows, baseline=(2.0, 0.0))["d"]
+    rows += [{"dataset": "d", "seed": 0, "search": "again", "factor": 2.0, "snapshots": 2, "test_accuracy": 0.91}]
+    cells = paired_summary(rows, baseline=(2.0, 0.0, 1))["d"]
     assert cells["2x"]["diff_mean"] == 0.0 and cells["2x"]["n"] == 3
     assert cells["1x"]["n"] == 3 and cells["1x"]["mean"] == pytest.approx((0.92 + 0.81 + 0.70) / 3)
     assert cells["1x"]["diff_mean"] == pytest.approx(0.015)  # seed 2 has no baseline: left out of the pairs
     assert cells["1x"]["diff_std"] == pytest.approx(0.005)
     assert cells["2x, average 0.5"]["diff_mean"] == pytest.approx(0.01) and cells["2x, average 0.5"]["n"] == 1
+    assert cells["2x, 2 snapshots"]["diff_mean"] == pytest.approx(-0.03) and cells["2x, 2 snapshots"]["n"] == 1
 
 
 def test_final_length_scores_each_ensemble_against_the_same_final_fit_alone() -> None:
