@@ -229,7 +229,7 @@ class SearchSession:
         """The best's final fit as ``final_fit.snapshots`` annealed cycles, each in an equal share of its
         epochs and of its time ``window`` and each from the end of the one before (a snapshot ensemble:
         why, README "Snapshots of the final fit"). Returns the last cycle's network, its result holding
-        every cycle's epochs, and the earlier cycles' ends."""
+        every cycle's epochs and the searched weights' accuracy, and the earlier cycles' ends."""
         cycles = self.params.final_fit.snapshots
         total = epochs or final_epochs(self.params.final_fit, train)
         per = max(1, -(-total // cycles))
@@ -241,7 +241,9 @@ class SearchSession:
             shown = on_epoch and (lambda info, o=offset: on_epoch(dataclasses.replace(
                 info, epoch=o + info.epoch, max_epochs=info.max_epochs and per * cycles)))
             done.append(self._fit_one(graph, done[-1].state if done else start, data, train, deadline, per, shown))
-        return dataclasses.replace(done[-1], result=_joined([d.result for d in done])), done[:-1]
+        last = dataclasses.replace(done[-1], result=_joined([d.result for d in done]),
+                                   searched_fit_accuracy=done[0].searched_fit_accuracy)  # what the console compares
+        return last, done[:-1]
 
     def _fit_one(self, graph: Graph, start: dict[str, torch.Tensor] | None, data: TensorData,
                  train: TrainConfig, deadline: float | None, epochs: int,

@@ -222,6 +222,7 @@ def test_snapshots_split_the_final_fit_into_cycles_and_average_their_ends(data, 
     seen = []
     final = cycles.final_fit(graph, session.store.weights(best.id), all_data, tmp_path / "final", on_epoch=seen.append)
     assert one.snapshots == 1 and not one.members and final.snapshots == 2 and final.result.epochs == 4
+    assert final.searched_fit_accuracy == one.searched_fit_accuracy  # the searched weights', not the first cycle's
     assert [h["epoch"] for h in final.result.history] == [1, 2, 3, 4]
     assert [(e.epoch, e.max_epochs) for e in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # as the console counts
     ((member, snapshot),) = final.members
