@@ -56,7 +56,7 @@ class TrainConfig:
     flip: bool = False
     threads: int = 0  # 0: one per CPU core
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with loss scaling); CPU stays float32
+    amp: bool = True  # training steps in bf16 on CPUs with bf16 instructions and on GPUs (fp16 on older GPUs)
     score_epochs: int = 0  # 0: the best epoch's validation accuracy ranks a candidate
 
 

@@ -37,7 +37,8 @@ HELP = {
     "train.flip": "random horizontal flips: wrong for digits and text; right for most photos",
     "train.threads": "torch threads; 0 = one per core",
     "train.device": "auto (CUDA when available) | cpu | cuda | cuda:N; parallel candidates spread over GPUs",
-    "train.amp": "mixed precision on CUDA (bf16, else fp16 with loss scaling); CPU stays float32",
+    "train.amp": ("mixed precision for training steps: bf16 on CPUs with bf16 instructions and on GPUs "
+                  "(else fp16 with loss scaling); scoring stays float32"),
     "train.score_epochs": "rank candidates by the mean val accuracy of their last n epochs (0 = the best epoch's)",
     "search.strategy": "bayesian | random (random morphs: the honest baseline) | initial (seed network only)",
     "search.time_limit": "seconds for the whole search",

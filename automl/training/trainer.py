@@ -28,7 +28,7 @@ from automl.data.pixels import Pixels
 from automl.errors import describe_error, stops_the_run
 from automl.training.augment import augment
 from automl.training.averaging import TailAverage
-from automl.training.device import Placement, place
+from automl.training.device import Placement, image_layout, place
 from automl.training.protocol import resolve
 from automl.training.schedule import Cutoff, LRSchedule
 
@@ -130,9 +130,8 @@ def predict_logits(model: nn.Module, x: Inputs, batch_size: int = 0) -> torch.Te
     batch_size = batch_size or eval_batch_size(x.shape)
     model.eval()
     device = next(model.parameters()).device
-    memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch_size].to(device).contiguous(memory_format=memory)).float().cpu()
+        return torch.cat([model(image_layout(x[i : i + batch_size].to(device))).float().cpu()
                           for i in range(0, len(x), batch_size)])
 
 
@@ -212,7 +211,9 @@ def _train(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorDa
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    """A detached copy in the default layout: saved weights do not depend on where they trained."""
+    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+            for k, v in model.state_dict().items()}
 
 
 def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: TensorData, config: TrainConfig,

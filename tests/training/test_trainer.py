@@ -9,7 +9,7 @@ from automl.arch.graph import initial_graph
 from automl.config import TrainConfig
 from automl.errors import ConfigError
 from automl.training.augment import augment
-from automl.training.device import place
+from automl.training.device import cpu_has_bf16, place
 from automl.training.schedule import MIN_LR_FRACTION, SCORE_SHARE, Cutoff, LRSchedule
 from automl.training.trainer import TensorData, train_candidate
 
@@ -99,8 +99,14 @@ def test_validation_loss_is_recorded_for_the_best_epoch(bar_data):
     assert result.val_loss == best["val_loss"] > 0
 
 
-def test_cpu_placement():
-    assert place("cpu").device.type == "cpu" and place("cpu").amp_dtype is None
+def test_cpu_placement_trains_in_bf16_only_where_the_cpu_computes_it(bar_data):
+    assert place("cpu").device.type == "cpu"
+    assert place("cpu").amp_dtype == (torch.bfloat16 if cpu_has_bf16() else None)
+    assert place("cpu", amp=False).amp_dtype is None
+    config = TrainConfig(max_epochs=2, patience=2, batch_size=16, device="cpu")
+    result = train_candidate(initial_graph((1, 10, 10), 2), None, bar_data, config, seed=0)
+    # weights trained in the channels_last layout are kept in the default one, in float32
+    assert all(v.is_contiguous() and (v.dtype == torch.float32 or "num_batches" in k) for k, v in result.state.items())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
