@@ -300,8 +300,14 @@ def apply_morph(graph: Graph, spec: Spec, rng: random.Random | None = None) -> G
     ``random.Random(0)`` if None); a completed spec reproduces the same child.
     """
     _check_target(graph, spec)
+    return _applied(graph, spec, rng or random.Random(0))
+
+
+def _applied(graph: Graph, spec: Spec, rng: random.Random) -> Graph:
+    """``spec`` applied to a copy of ``graph``, unchecked: for specs its operation's own ``candidates``
+    enumerated on this graph (checking them again would enumerate them twice)."""
     parent = graph.copy()
-    layers, done = MORPHS[spec["op"]].edit(parent, dict(spec), rng or random.Random(0))
+    layers, done = MORPHS[spec["op"]].edit(parent, dict(spec), rng)
     return Graph(parent.input_shape, parent.n_classes, layers, parent.history + [done])
 
 
@@ -314,5 +320,5 @@ def random_morph(graph: Graph, rng: random.Random, limits: MorphLimits = MorphLi
     for op in rng.sample(allowed, len(allowed)):
         specs = list(MORPHS[op].candidates(graph, limits, op))
         if specs:
-            return apply_morph(graph, rng.choice(specs), rng)
+            return _applied(graph, rng.choice(specs), rng)
     return None

@@ -87,27 +87,39 @@ def _encoded_distances(a: Encoded, b: Encoded) -> np.ndarray:
     Insert or delete costs 1; substitution costs 1 for a type mismatch, else the mean relative
     difference of width, kernel size and stride. A row of the table follows from the previous one in
     closed form: row[j] = j + min over k <= j of (v[k] - k), a running minimum (``np.minimum.accumulate``),
-    so the only Python loop is over the layers of the longest sequence in ``a``. Both sides come
-    encoded (``_encode``), so the observed architectures are encoded once, not per query.
+    so the only Python loop is over the layers of the longest sequence in ``a``; the loop carries
+    ``row - j`` itself, which saves the subtraction and addition a step. Both sides come encoded
+    (``_encode``), so the observed architectures are encoded once, not per query.
     """
     (ta, la), (tb, lb) = a, b
     p, m, n = len(ta) * len(tb), ta.shape[1], tb.shape[1]
-    A = np.repeat(ta, len(tb), axis=0)[:, :, None, :]  # (P, m, 1, 4): pair k = (k // len(tb), k % len(tb))
-    B = np.tile(tb, (len(ta), 1, 1))[:, None, :, :]  # (P, 1, n, 4)
-    len_a, len_b = np.repeat(la, len(tb)), np.tile(lb, len(ta))
-    relative = np.abs(A[..., 1:] - B[..., 1:]) / np.maximum(np.maximum(A[..., 1:], B[..., 1:]), 1.0)
-    sub = np.where(A[..., 0] != B[..., 0], 1.0, relative.mean(-1))  # (P, m, n)
-    steps = np.arange(n + 1, dtype=float)
-    row = np.broadcast_to(steps, (p, n + 1)).copy()
-    out = row[np.arange(p), len_b].copy()  # pairs whose first sequence is empty
+    len_a, len_b = np.repeat(la, len(tb)), np.tile(lb, len(ta))  # pair k = (k // len(tb), k % len(tb))
+    cost = _substitutions(ta, tb).reshape(m, p, n) - 1.0  # substitution cost minus the step it moves
+    shifted = np.zeros((p, n + 1))  # row - j: the empty prefix of the first sequence
+    out = len_b.astype(float)  # pairs whose first sequence is empty
+    step = np.empty((p, n + 1))
     for i in range(1, m + 1):
-        v = np.empty_like(row)
-        v[:, 0] = i
-        v[:, 1:] = np.minimum(row[:, 1:] + 1, row[:, :-1] + sub[:, i - 1])
-        row = steps + np.minimum.accumulate(v - steps, axis=1)
-        done = len_a == i
-        out[done] = row[done, len_b[done]]
+        step[:, 0] = i
+        np.minimum(shifted[:, 1:] + 1.0, shifted[:, :-1] + cost[i - 1], out=step[:, 1:])
+        shifted = np.minimum.accumulate(step, axis=1)
+        done = np.flatnonzero(len_a == i)
+        out[done] = shifted[done, len_b[done]] + len_b[done]
     return out.reshape(len(ta), len(tb))
+
+
+def _substitutions(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:
+    """(m, len(ta), len(tb), n) substitution costs between every layer of every sequence of each side.
+    A search's architectures share a few dozen distinct layers, so the costs are computed once per
+    pair of distinct layers and gathered: far less work than per pair of sequences and positions."""
+    layers = np.concatenate([ta.reshape(-1, 4), tb.reshape(-1, 4)])
+    # one exact number per layer (type < 4, width < 2**30, kernel and stride < 2**8): a 1-d unique is cheap
+    _, first, index = np.unique(layers @ [2.0**46, 2.0**16, 2.0**8, 1.0], return_index=True, return_inverse=True)
+    keys, index = layers[first], index.reshape(-1)
+    ia, ib = index[: ta.shape[0] * ta.shape[1]].reshape(ta.shape[:2]), index[ta.shape[0] * ta.shape[1] :]
+    ka, kb = keys[:, None, :], keys[None, :, :]
+    relative = np.abs(ka[..., 1:] - kb[..., 1:]) / np.maximum(np.maximum(ka[..., 1:], kb[..., 1:]), 1.0)
+    table = np.where(ka[..., 0] != kb[..., 0], 1.0, relative.mean(-1))  # (distinct, distinct)
+    return table[ia.T[:, :, None, None], ib.reshape(tb.shape[:2])[None, None, :, :]]
 
 
 def layers_distance(a: tuple[LayerKey, ...], b: tuple[LayerKey, ...]) -> float:
