@@ -69,7 +69,8 @@ def final_epochs(config: FinalFitConfig, resolved: TrainConfig) -> int:
 # The input size when ``preprocess.image_size`` is 0. Images up to SMALL_IMAGE px keep their size: a
 # smaller CNN input buys nothing there. Larger ones are reduced to what lets a candidate (its epochs
 # over the training set) train in about CANDIDATE_SECONDS on 2 CPU cores, at PIXEL_RATE image-pixels per
-# second (the seed network measured 0.9-1.4 M at 32-64 px), never below SMALL_IMAGE: at 64 px a candidate
+# second (the seed network measured 0.9-1.4 M at 32-64 px in float32; bf16 on a CPU with bf16 instructions
+# trains it 2-3x faster, which the rule does not count yet), never below SMALL_IMAGE: at 64 px a candidate
 # costs five times what it does at 28, and dSprites at 64 px gave the search 3 under-trained candidates
 # in 225 s (test 0.85). Budget-independent on purpose: a resumed search must see the same tensors.
 SMALL_IMAGE = 28
