@@ -304,8 +304,8 @@ def apply_morph(graph: Graph, spec: Spec, rng: random.Random | None = None) -> G
 
 
 def _applied(graph: Graph, spec: Spec, rng: random.Random) -> Graph:
-    """``spec`` applied to a copy of ``graph``, unchecked: for specs its operation's own ``candidates``
-    enumerated on this graph (checking them again would enumerate them twice)."""
+    """``spec`` applied to a copy of ``graph``, unchecked: for a spec that its operation's ``candidates``
+    just enumerated on this graph (checking it would enumerate them a second time)."""
     parent = graph.copy()
     layers, done = MORPHS[spec["op"]].edit(parent, dict(spec), rng)
     return Graph(parent.input_shape, parent.n_classes, layers, parent.history + [done])
