@@ -47,7 +47,7 @@ class TrainConfig:
     max_epochs: int = 0
     patience: int = 0
     batch_size: int = 0
-    candidate_steps: int = 800
+    candidate_steps: int = 400
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # cosine (to the end of the candidate's epochs or the deadline) | constant
     weight_decay: float = 1e-4

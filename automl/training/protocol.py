@@ -68,13 +68,16 @@ def final_epochs(config: FinalFitConfig, resolved: TrainConfig) -> int:
 
 # The input size when ``preprocess.image_size`` is 0. Images up to SMALL_IMAGE px keep their size: a
 # smaller CNN input buys nothing there. Larger ones are reduced to what lets a candidate (its epochs
-# over the training set) train in about CANDIDATE_SECONDS on 2 CPU cores, at PIXEL_RATE image-pixels per
-# second (the seed network measured 0.9-1.4 M at 32-64 px in float32; bf16 on a CPU with bf16 instructions
-# trains it 2-3x faster, which the rule does not count yet), never below SMALL_IMAGE: at 64 px a candidate
-# costs five times what it does at 28, and dSprites at 64 px gave the search 3 under-trained candidates
-# in 225 s (test 0.85). Budget-independent on purpose: a resumed search must see the same tensors.
+# over the training set) train in about CANDIDATE_SECONDS at PIXEL_RATE image-pixels per second (the
+# seed network on 2 CPU cores in float32 measured 0.9-1.4 M at 32-64 px), never below SMALL_IMAGE: at 64
+# px a candidate costs five times what it does at 28, and dSprites at 64 px gave the search 3
+# under-trained candidates in 225 s (test 0.85). The rule keeps float32's rate where training runs in
+# bf16 (2-3x faster) on purpose: the speed buys more candidates, not larger inputs. On the dSprites
+# eighths at 300 s, 55 px instead of 39 lost 1.6 points with 400-step candidates and 0.7 with 800.
+# CANDIDATE_SECONDS was 40 with 800-step candidates: halved with them, it keeps the sizes about as they were.
+# Budget-independent on purpose: a resumed search must see the same tensors.
 SMALL_IMAGE = 28
-CANDIDATE_SECONDS = 40.0
+CANDIDATE_SECONDS = 20.0
 PIXEL_RATE = 1.0e6
 
 

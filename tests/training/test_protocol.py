@@ -28,9 +28,10 @@ def test_the_batch_grows_with_the_training_set_within_bounds(n, batch):
 
 def test_a_candidate_gets_about_candidate_steps_steps_whatever_the_data_size():
     small, large = resolve(TrainConfig(), 1_350), resolve(TrainConfig(), 20_000)
+    target = TrainConfig().candidate_steps
     for n, cfg in ((1_350, small), (20_000, large)):
         steps = cfg.max_epochs * -(-n // cfg.batch_size)
-        assert cfg.max_epochs == 6 or 800 <= steps < 800 + -(-n // cfg.batch_size)  # at least 6 epochs
+        assert cfg.max_epochs == 6 or target <= steps < target + -(-n // cfg.batch_size)  # at least 6 epochs
     assert small.max_epochs > large.max_epochs and small.patience == small.max_epochs  # no early stop
 
 
@@ -64,10 +65,10 @@ def test_images_up_to_28_px_keep_their_size(native):
 
 
 def test_large_images_shrink_to_what_a_candidate_can_afford_never_below_28_nor_above_their_own_size():
-    """1,440 images of 64 px (dSprites): 18 epochs, so 25,920 images a candidate; 39 px makes that about
-    40 s at the measured pixel rate. Ten times the images: 28. A hundred images: their own size caps it."""
+    """1,440 images of 64 px (dSprites): 9 epochs, so 12,960 images a candidate; 39 px makes that about
+    20 s at the measured pixel rate. Ten times the images: 28. A hundred images: their own size caps it."""
     size = auto_image_size(64, 1_440, TrainConfig())
-    assert size == 39 and 25_920 * size**2 / PIXEL_RATE <= CANDIDATE_SECONDS < 25_920 * (size + 1) ** 2 / PIXEL_RATE
+    assert size == 39 and 12_960 * size**2 / PIXEL_RATE <= CANDIDATE_SECONDS < 12_960 * (size + 1) ** 2 / PIXEL_RATE
     assert auto_image_size(64, 14_400, TrainConfig()) == 28
     assert auto_image_size(40, 100, TrainConfig()) == 40
     assert auto_image_size(300, 1_440, TrainConfig(max_epochs=6)) > size  # fewer epochs: more pixels each
