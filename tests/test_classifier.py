@@ -171,12 +171,12 @@ def test_when_every_candidate_fails_fit_says_why(tmp_path, digits):
 
 
 def test_image_size_0_sizes_the_input_from_the_images_and_the_training_they_get(tmp_path, digits):
-    """400 digits blown up to 56 px; 360 train on 100 epochs each, so 36,000 images a candidate: 33 px
+    """400 digits blown up to 56 px; 360 train on 50 epochs each, so 18,000 images a candidate: 33 px
     (``automl.training.protocol.auto_image_size``), used for training, exports and the log alike."""
     x, y = digits
     big = np.kron(x, np.ones((2, 2), np.uint8))
     clf = ImageClassifier(path=tmp_path, params=ImageClassifier().params.replace(**{
-        "preprocess.image_size": 0, "train.max_epochs": 100, "train.threads": 1, "search.max_candidates": 1}))
+        "preprocess.image_size": 0, "train.max_epochs": 50, "train.threads": 1, "search.max_candidates": 1}))
     clf.fit(big, y, time_limit=3)
     assert clf.preprocessor.image_size == 33 and clf.model(clf.preprocessor.transform(big[:2])).shape == (2, 10)
     assert "training images at 33 px" in (tmp_path / "search.log").read_text()

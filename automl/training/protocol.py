@@ -73,7 +73,7 @@ def final_epochs(config: FinalFitConfig, resolved: TrainConfig) -> int:
 # px a candidate costs five times what it does at 28, and dSprites at 64 px gave the search 3
 # under-trained candidates in 225 s (test 0.85). The rule keeps float32's rate where training runs in
 # bf16 (2-3x faster) on purpose: the speed buys more candidates, not larger inputs. On the dSprites
-# eighths at 300 s, 55 px instead of 39 lost 1.6 points with 400-step candidates and 0.7 with 800.
+# eighths at 300 s, 55 px instead of 39 lost 0.7 points with 400-step candidates and with 800 alike.
 # CANDIDATE_SECONDS was 40 with 800-step candidates: halved with them, it keeps the sizes about as they were.
 # Budget-independent on purpose: a resumed search must see the same tensors.
 SMALL_IMAGE = 28
