@@ -65,8 +65,10 @@ class SearchConfig:
     """The architecture search: strategy, budget in seconds, candidates per round, the acquisition
     (UCB ``beta``; simulated annealing from ``t_init`` down to ``t_min`` by ``anneal_decay``, with
     ``neighbours`` morphs per expansion), the edit-distance weight of skip connections, and the limits a
-    user sets without forking: depth (conv layers), width, operations (comma-separated; empty = all),
-    memory per candidate in MB (0 = a share of free GPU memory, or of RAM on CPU). A run of
+    user sets without forking: depth (conv layers), width, operations (comma-separated; empty = every
+    architecture morph, and with ``tune_training`` the morphs of a candidate's learning rate, weight decay
+    and dropout too: off by default, level on five seeds of the dSprites eighths, README), memory per
+    candidate in MB (0 = a share of free GPU memory, or of RAM on CPU). A run of
     ``max_consecutive_failures`` failed candidates (0 = no limit) ends the search: something is wrong
     with every candidate, and the rest of the budget would be spent failing. ``root_share`` > 0: the seed
     network trains until that share of the search's time (annealed to it), so that every child inherits
@@ -90,6 +92,7 @@ class SearchConfig:
     max_depth: int = 12
     max_width: int = 512
     operations: str = ""
+    tune_training: bool = False
     max_memory_mb: float = 0.0
     root_share: float = 0.0  # 0: the seed network trains like any candidate
     warm_start: str = ""  # "": start from the seed network
@@ -97,7 +100,8 @@ class SearchConfig:
     warm_start_mismatch: str = "refuse"  # or "seed"
 
     def allowed_operations(self) -> tuple[str, ...]:
-        """The operations named in ``operations`` (empty: all; the session checks the names)."""
+        """The operations named in ``operations`` (empty: the searcher's default set; the session checks
+        the names)."""
         return tuple(op.strip() for op in self.operations.split(",") if op.strip())
 
 

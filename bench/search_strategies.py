@@ -89,6 +89,7 @@ def run_search(dataset: str, strategy: str, seed: int, budget: float, final_epoc
     return {"test_accuracy": accuracy, "seconds": seconds, "n_candidates": len(records),
             "n_failed": sum(r.status is Status.FAILED for r in records),
             "best_val_accuracy": max((r.val_accuracy or 0) for r in records),
+            "best_architecture": ranked(records)[0].architecture if ranked(records) else "",
             "inheritance_gaps": inheritance_gaps(records), "final_kept_searched": final["kept_searched"],
             "curve": best_so_far(records, start), **ensembles,
             "test_accuracy_unshifted": unshifted_accuracy}

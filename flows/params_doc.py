@@ -53,8 +53,11 @@ HELP = {
     "search.neighbours": "random morphs tried per expanded architecture",
     "search.max_depth": "most conv layers a candidate may have",
     "search.max_width": "most filters / units of any layer",
-    "search.operations": "allowed morphs, comma-separated ('' = all): deeper_conv,deeper_dense,wider_conv,"
-                         "wider_dense,skip_add,skip_concat,shrink_remove,shrink_narrow",
+    "search.operations": ("allowed morphs, comma-separated ('' = the architecture's, and the training "
+                          "settings' with search.tune_training): deeper_conv,deeper_dense,wider_conv,wider_dense,"
+                          "skip_add,skip_concat,shrink_remove,shrink_narrow,learning_rate,weight_decay,dropout"),
+    "search.tune_training": ("also morph each candidate's learning rate and weight decay (x2 or /2) and dropout "
+                             "(+-0.125), inherited along a lineage"),
     "search.max_memory_mb": "training memory per candidate; 0 = 80% of free GPU memory, or 25% of RAM on CPU",
     "search.root_share": ("share of the search time the seed network trains for; children grow from it "
                           "(0 = like any)"),

@@ -5,6 +5,8 @@ of its inputs (0 is the image). Stable ids are the point: a morphism that insert
 keeps every other id, so a child inherits its parent's weights by name (``L<id>.*``).
 
 The data side imports no torch: graphs are compared, hashed, serialized and edited without it.
+A graph also carries its ``tuning``: training hyperparameters the search mutates along with the layers
+(``automl.arch.morph``), so that a child inherits them from its parent as it inherits its weights.
 The last layer is the seed's Softmax; the built module returns the logits that feed it, because the
 softmax is folded into the cross-entropy loss in training and applied by ``predict_proba`` and exports.
 """
@@ -21,6 +23,7 @@ NEEDS_FEATURE_MAP = {"conv", "batchnorm", "maxpool", "global_avg_pool"}
 LAYER_TYPES = {"conv", "batchnorm", "relu", "maxpool", "global_avg_pool", "dropout", "dense", "add", "concat",
                "softmax"}
 Shape = tuple[int, ...]  # (C, H, W) for feature maps, (units,) after global pooling
+_SHORT = {"learning_rate": "lr", "weight_decay": "wd"}  # tuning steps as ``describe`` shows them
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,18 @@ class Layer:
 
 @dataclass
 class Graph:
-    """An architecture: input shape, number of classes, layers, and the operations that produced it."""
+    """An architecture: input shape, number of classes, layers, the operations that produced it, and
+    its ``tuning``: training hyperparameters as powers of two of the params' values
+    (``{"learning_rate": -1}``: half the learning rate; a name left out: step 0; applied by
+    ``automl.training.protocol.tuned``). Why steps and not values: a search's settings stay the base
+    (a user's ``train.learning_rate`` still means what it says), the steps are small integers the edit
+    distance compares, and the builder ignores them."""
 
     input_shape: Shape
     n_classes: int
     layers: list[Layer]
     history: list[dict[str, Any]] = field(default_factory=list)
+    tuning: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(v) for v in self.input_shape)
@@ -71,6 +80,7 @@ class Graph:
         twin.n_classes = self.n_classes
         twin.layers = [Layer(l.id, l.type, l.inputs, dict(l.params)) for l in self.layers]
         twin.history = list(self.history)  # entries are never edited once recorded, so they are shared
+        twin.tuning = dict(self.tuning)
         return twin
 
     def validate(self) -> None:
@@ -113,16 +123,26 @@ class Graph:
         """A short human-readable summary, e.g. ``conv64-pool-conv64-pool-gap-dense64-dense10``."""
         short = {"conv": "conv{filters}", "dense": "dense{units}", "maxpool": "pool", "global_avg_pool": "gap",
                  "add": "add", "concat": "cat"}
-        return "-".join(short[l.type].format(**l.params) for l in self.layers if l.type in short)
+        layers = "-".join(short[l.type].format(**l.params) for l in self.layers if l.type in short)
+        steps = " ".join(f"{_SHORT.get(name, name)}{'*' if step > 0 else '/'}{2 ** abs(step)}"
+                         for name, step in sorted(self.tuning.items()) if step)
+        return f"{layers} ({steps})" if steps else layers  # e.g. "... (lr/2 wd*4)"
+
+    def step(self, name: str) -> int:
+        """The tuning step of hyperparameter ``name`` (0: the params' value)."""
+        return self.tuning.get(name, 0)
 
     # --- serialization ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Plain data; ``tuning`` only where a step is set, so an untuned graph is written as before."""
+        d = {
             "input_shape": list(self.input_shape),
             "n_classes": self.n_classes,
             "layers": [layer.to_dict() for layer in self.layers],
             "history": copy.deepcopy(self.history),
         }
+        tuning = {name: step for name, step in sorted(self.tuning.items()) if step}
+        return {**d, "tuning": tuning} if tuning else d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
@@ -131,7 +151,8 @@ class Graph:
     def from_dict(cls, d: dict[str, Any]) -> "Graph":
         layers = [Layer(int(l["id"]), l["type"], tuple(int(i) for i in l["inputs"]), dict(l.get("params", {})))
                   for l in d["layers"]]
-        return cls(tuple(d["input_shape"]), int(d["n_classes"]), layers, list(d.get("history", [])))
+        tuning = {str(k): int(v) for k, v in d.get("tuning", {}).items()}
+        return cls(tuple(d["input_shape"]), int(d["n_classes"]), layers, list(d.get("history", [])), tuning)
 
     @classmethod
     def from_json(cls, text: str) -> "Graph":
@@ -207,4 +228,4 @@ def with_classes(graph: Graph, n_classes: int) -> Graph:
         raise ValueError("the graph does not end in a dense layer and a softmax")
     layers = [Layer(l.id, l.type, l.inputs, {**l.params, "units": n_classes}) if l.id == head.id
               else Layer(l.id, l.type, l.inputs, dict(l.params)) for l in graph.layers]
-    return Graph(graph.input_shape, n_classes, layers, list(graph.history))
+    return Graph(graph.input_shape, n_classes, layers, list(graph.history), dict(graph.tuning))

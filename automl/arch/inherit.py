@@ -187,9 +187,14 @@ def _shrink_remove(ctx: _Ctx) -> None:
         _apply_flow(ctx, kept, Channels(index, old), set(ctx.spec["consumers"]))
 
 
+def _unchanged(ctx: _Ctx) -> None:
+    """A training setting changed (learning rate, weight decay, dropout): every tensor is the parent's."""
+
+
 # The weight rule of each operation of ``automl.arch.morph.MORPHS``, by the same name.
 RULES = {"deeper_conv": _deeper_conv, "deeper_dense": _deeper_dense, "wider_conv": _resized,
          "wider_dense": _resized, "skip_add": _skip_add, "skip_concat": _skip_concat,
-         "shrink_remove": _shrink_remove, "shrink_narrow": _resized}
+         "shrink_remove": _shrink_remove, "shrink_narrow": _resized, "learning_rate": _unchanged,
+         "weight_decay": _unchanged, "dropout": _unchanged}
 if set(RULES) != set(MORPHS):  # a morph without a weight rule would train its child from random weights
     raise ImportError(f"weight rules and morphs disagree: {sorted(set(RULES) ^ set(MORPHS))}")

@@ -7,6 +7,13 @@ the same child (so a search can be replayed from its log), and ``automl.arch.inh
 child's weights from the parent's state dict and the child alone. Existing layer ids are never
 changed, so untouched layers keep their weights by name.
 
+Besides the layers, three operations tune how a candidate trains: its learning rate and weight decay
+(a step of a power of two in ``Graph.tuning``) and its dropout rate. They change no weight and nothing the
+network computes at inference, so they are function-preserving; a child inherits its parent's settings
+as it inherits its weights, so a lineage carries what training suited it (the issue's "hyperparameters
+searched with the architecture", where Optuna's TPE over the seed network's settings came level with
+the morphism search on the dSprites eighths).
+
 No torch here: the searcher edits, hashes and compares graphs without it.
 """
 
@@ -24,6 +31,8 @@ KERNEL_SIZES = (3, 5)
 MIN_NARROW = 8
 SKIP_FROM = {"relu", "maxpool", "add", "concat"}  # block outputs a skip may start from
 SKIP_TO = {"conv", "relu", "maxpool", "add", "concat"}  # where it may be merged in
+TUNING_STEPS = {"learning_rate": (-3, 2), "weight_decay": (-4, 4)}  # each one's lowest and highest step
+DROPOUT_STEP, MAX_DROPOUT = 0.125, 0.5
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,21 @@ def _remove_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[S
             yield spec
 
 
+def _tuning_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[Spec]:
+    low, high = TUNING_STEPS[op]
+    for step in (graph.step(op) - 1, graph.step(op) + 1):
+        if low <= step <= high:
+            yield {"op": op, "step": step}
+
+
+def _dropout_candidates(graph: Graph, limits: MorphLimits, op: str) -> Iterator[Spec]:
+    for layer in graph.layers:
+        if layer.type == "dropout":
+            for rate in (layer.params["rate"] - DROPOUT_STEP, layer.params["rate"] + DROPOUT_STEP):
+                if -1e-9 < rate < MAX_DROPOUT + 1e-9:
+                    yield {"op": op, "layer": layer.id, "rate": round(max(rate, 0.0), 6)}
+
+
 def possible_morphs(graph: Graph, limits: MorphLimits = MorphLimits()) -> list[Spec]:
     """Every valid operation on ``graph`` within ``limits``: op, target layer ids, and (for width
     changes) the new width, which is a consequence of the limits rather than a random choice."""
@@ -125,7 +149,7 @@ def _insert_after(layers: list[Layer], anchor: int, new: list[Layer]) -> list[La
     return layers[:at] + new + layers[at:]
 
 
-def _with_param(layers: list[Layer], layer_id: int, key: str, value: int) -> list[Layer]:
+def _with_param(layers: list[Layer], layer_id: int, key: str, value: Any) -> list[Layer]:
     return [Layer(l.id, l.type, l.inputs, {**l.params, key: value}) if l.id == layer_id else l for l in layers]
 
 
@@ -250,17 +274,35 @@ def _shrink_remove(graph: Graph, spec: Spec, rng: random.Random) -> Result:
                     "consumers": readers[last], "old_channels": shapes[last][0]}
 
 
+def _retune(graph: Graph, spec: Spec, rng: random.Random) -> Result:
+    """A training hyperparameter one step up or down (``Graph.tuning``, set by ``_applied``); the
+    network is untouched."""
+    return list(graph.layers), {"op": spec["op"], "old_step": graph.step(spec["op"]), "step": int(spec["step"])}
+
+
+def _dropout(graph: Graph, spec: Spec, rng: random.Random) -> Result:
+    """Another dropout rate: dropout is the identity at inference, so the child computes what its parent did."""
+    layer = graph.layer(spec["layer"])
+    rate = float(spec["rate"])
+    if layer.type != "dropout" or not 0.0 <= rate < 1.0:
+        raise ValueError(f"cannot set dropout rate {rate} on layer {layer.id} ({layer.type})")
+    layers = _with_param(graph.layers, layer.id, "rate", rate)
+    return layers, {"op": spec["op"], "layer": layer.id, "old_rate": layer.params["rate"], "rate": rate}
+
+
 @dataclass(frozen=True)
 class Morph:
     """One operation, declared once: the spec keys naming its targets, whether the child computes
     what its parent did (once ``automl.arch.inherit`` moved the weights, by the weight rule registered
-    there under the same name), where it applies (``candidates``) and the graph edit itself (``edit``)."""
+    there under the same name), where it applies (``candidates``) and the graph edit itself (``edit``).
+    ``tuning``: it sets the graph's tuning step of its own name (a training hyperparameter)."""
 
     name: str
     targets: tuple[str, ...]
     preserving: bool
     candidates: Callable[[Graph, MorphLimits, str], Iterator[Spec]]
     edit: Callable[[Graph, Spec, random.Random], Result]
+    tuning: bool = False
 
 
 MORPHS: dict[str, Morph] = {m.name: m for m in (
@@ -272,9 +314,14 @@ MORPHS: dict[str, Morph] = {m.name: m for m in (
     Morph("skip_concat", ("from", "to"), True, _skip_candidates, _skip_concat),
     Morph("shrink_remove", ("layer",), False, _remove_candidates, _shrink_remove),
     Morph("shrink_narrow", ("layer",), False, _resize_candidates, _narrow),
+    Morph("learning_rate", ("step",), True, _tuning_candidates, _retune, tuning=True),
+    Morph("weight_decay", ("step",), True, _tuning_candidates, _retune, tuning=True),
+    Morph("dropout", ("layer", "rate"), True, _dropout_candidates, _dropout),
 )}
 OPERATIONS = tuple(MORPHS)
 PRESERVING = tuple(name for name, m in MORPHS.items() if m.preserving)
+TRAINING = ("learning_rate", "weight_decay", "dropout")  # how a candidate trains, not its layers
+ARCHITECTURE = tuple(op for op in OPERATIONS if op not in TRAINING)
 
 
 def _allowed(limits: MorphLimits) -> list[str]:
@@ -306,9 +353,10 @@ def apply_morph(graph: Graph, spec: Spec, rng: random.Random | None = None) -> G
 def _applied(graph: Graph, spec: Spec, rng: random.Random) -> Graph:
     """``spec`` applied to a copy of ``graph``, unchecked: for a spec that its operation's ``candidates``
     just enumerated on this graph (checking it would enumerate them a second time)."""
-    parent = graph.copy()
-    layers, done = MORPHS[spec["op"]].edit(parent, dict(spec), rng)
-    return Graph(parent.input_shape, parent.n_classes, layers, parent.history + [done])
+    parent, morph = graph.copy(), MORPHS[spec["op"]]
+    layers, done = morph.edit(parent, dict(spec), rng)
+    tuning = {**parent.tuning, morph.name: done["step"]} if morph.tuning else parent.tuning
+    return Graph(parent.input_shape, parent.n_classes, layers, parent.history + [done], tuning)
 
 
 def random_morph(graph: Graph, rng: random.Random, limits: MorphLimits = MorphLimits(),

@@ -3,6 +3,7 @@
 Shapes (n observed architectures, m query architectures):
     Descriptor.layers       list of (type, width, kernel, stride) for conv/dense layers in order
     Descriptor.skips        list of (from position, to position, kind) for add/concat merges
+    Descriptor.tuning       learning-rate and weight-decay steps, dropout in its steps (``Graph.tuning``)
     layers_distances(a, b)  (len(a), len(b)) layer edit distances, one DP vectorized over all pairs
     DistanceCache.matrix()  (n, n) pairwise edit distances of the observed architectures
     embed(D)                (n_or_m, n) rows: distances to the n observed (landmark) architectures
@@ -10,7 +11,8 @@ Shapes (n observed architectures, m query architectures):
 
 The edit distance is Auto-Keras's: an edit distance over the sequences of weighted layers (insert or
 delete 1; substitute: 1 for a type mismatch, else the mean relative difference of width, kernel size and
-stride) plus ``lam`` times a skip-connection distance under an optimal (Hungarian) matching.
+stride) plus ``lam`` times a skip-connection distance under an optimal (Hungarian) matching, plus
+``TUNING_WEIGHT`` per step of the training settings between them (ours: Auto-Keras searched no settings).
 An RBF of an edit distance is not positive definite in general, so the GP would be ill-posed. Instead of
 Auto-Keras's Bourgain embedding (which it applied to training points only), every architecture is
 embedded by its vector of distances to the observed ones, and the RBF acts on Euclidean distances
@@ -27,17 +29,21 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from automl.arch.graph import Graph
+from automl.arch.morph import DROPOUT_STEP, TUNING_STEPS
 
 LayerKey = tuple[str, int, int, int]
 SkipKey = tuple[int, int, str]
+TUNING_WEIGHT = 0.25  # a step of a training setting: a quarter of inserting a layer, 1.5x halving one's width
 
 
 @dataclass(frozen=True)
 class Descriptor:
-    """What the distance looks at: weighted layers in order and skip connections by position."""
+    """What the distance looks at: weighted layers in order, skip connections by position, and the
+    steps of the training settings."""
 
     layers: tuple[LayerKey, ...]
     skips: tuple[SkipKey, ...]
+    tuning: tuple[float, ...] = ()
 
 
 def describe(graph: Graph) -> Descriptor:
@@ -55,7 +61,8 @@ def describe(graph: Graph) -> Descriptor:
             ends = sorted(position[i] for i in layer.inputs)
             skips.append((ends[0], ends[-1], layer.type))
         position[layer.id] = pos
-    return Descriptor(tuple(layers), tuple(skips))
+    dropout = sum(layer.params["rate"] for layer in graph.layers if layer.type == "dropout") / DROPOUT_STEP
+    return Descriptor(tuple(layers), tuple(skips), tuple(float(graph.step(n)) for n in TUNING_STEPS) + (dropout,))
 
 
 _TYPES = {"conv": 0.0, "dense": 1.0}
@@ -151,7 +158,15 @@ def edit_distances(queries: list[Descriptor], items: list[Descriptor], lam: floa
         return np.zeros((len(queries), len(items)))
     layers = _encoded_distances(_encode([q.layers for q in queries]), encoded or _encode([o.layers for o in items]))
     skips = np.array([[skips_distance(q.skips, o.skips) for o in items] for q in queries])
-    return layers + lam * skips
+    return layers + lam * skips + TUNING_WEIGHT * _tuning_distances(queries, items)
+
+
+def _tuning_distances(queries: list[Descriptor], items: list[Descriptor]) -> np.ndarray:
+    """(len(queries), len(items)) steps between the training settings (L1; a missing one counts as 0)."""
+    width = max(len(d.tuning) for d in queries + items)
+    q, i = (np.array([d.tuning + (0.0,) * (width - len(d.tuning)) for d in ds]).reshape(len(ds), width)
+            for ds in (queries, items))
+    return np.abs(q[:, None, :] - i[None, :, :]).sum(-1)
 
 
 def edit_distance(a: Descriptor, b: Descriptor, lam: float = 1.0) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 
 from automl.arch.graph import Graph, initial_graph
 from automl.arch.memory import estimate_memory_mb
-from automl.arch.morph import MorphLimits, random_morph
+from automl.arch.morph import ARCHITECTURE, OPERATIONS, MorphLimits, random_morph
 from automl.config import SearchConfig
 from automl.search.kernel import Descriptor, describe
 from automl.search.records import SCHEMA, Candidate, Origin, Outcome, Reasoning, Status
@@ -59,8 +59,9 @@ class Searcher(ABC):
         self.config = config or SearchConfig()
         self.batch_size = batch_size
         self.rng = random.Random(seed)
+        default = OPERATIONS if self.config.tune_training else ARCHITECTURE
         self.limits = MorphLimits(self.config.max_depth, self.config.max_width,
-                                  self.config.allowed_operations() or None)
+                                  self.config.allowed_operations() or default)
         self.memory_limit_mb = memory_limit_mb
         self.next_id = 1
         self.pending: dict[int, Candidate] = {}

@@ -248,17 +248,22 @@ class SearchSession:
     def _fit_one(self, graph: Graph, start: dict[str, torch.Tensor] | None, data: TensorData,
                  train: TrainConfig, deadline: float | None, epochs: int,
                  on_epoch: EpochCallback | None) -> FinalModel:
-        """One network's final fit from ``start`` (None: from scratch), guarded (``_guarded``)."""
-        fit = self.params.final_fit
+        """One network's final fit from ``start`` (None: from scratch), guarded (``_guarded``). The
+        searched weights are scored first, and that pass's time sets what the trained weights' pass
+        after training is given (``Cutoff``)."""
+        fit, searched, per_image = self.params.final_fit, None, 0.0
         if start is not None:
             train = dataclasses.replace(train, learning_rate=train.learning_rate * fit.lr_scale)
-        guard = guard_images(data) * (1 if start is None else 2)  # scored by _guarded
+            began = time.time()
+            searched = _fit_score(graph, start, data)
+            per_image = (time.time() - began) / guard_images(data)
         result = train_candidate(graph, start, data, train, seed=self.params.seed, deadline=deadline,
-                                 max_epochs=epochs, on_epoch=on_epoch, scored_after=guard, average=fit.average)
+                                 max_epochs=epochs, on_epoch=on_epoch, scored_after=guard_images(data),
+                                 score_per_image=per_image, average=fit.average)
         if result.failed or result.state is None:
             why = result.error.splitlines()[0] if result.error else "no weights"
             raise FinalFitError(f"the final fit failed: {why} (the searched candidates are kept in {self.store.root})")
-        return _guarded(graph, start, result, data)
+        return _guarded(graph, start, result, data, searched)
 
     def ensemble_members(self, best_id: int) -> list[Network]:
         """The ``final_fit.ensemble`` - 1 best candidates after ``best_id``, with their searched weights."""
@@ -331,14 +336,12 @@ def _fit_score(graph: Graph, state: dict[str, torch.Tensor], data: TensorData) -
     return correct / len(rows)
 
 
-def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainResult,
-             data: TensorData) -> FinalModel:
-    """The final fit's weights, unless they score worse than ``start`` on the data they trained on."""
+def _guarded(graph: Graph, start: dict[str, torch.Tensor] | None, result: TrainResult, data: TensorData,
+             searched: float | None) -> FinalModel:
+    """The final fit's weights, unless they score worse on the data they trained on than the searched
+    weights ``start`` did (``searched``: their ``_fit_score``; None with no ``start``, from scratch)."""
     assert result.state is not None
     trained = _fit_score(graph, result.state, data)
-    if start is None:
-        return FinalModel(graph, result.state, result, trained, None)
-    searched = _fit_score(graph, start, data)
-    if trained < searched - FINAL_FIT_TOLERANCE:
+    if start is not None and searched is not None and trained < searched - FINAL_FIT_TOLERANCE:
         return FinalModel(graph, start, result, trained, searched, kept_searched=True)
     return FinalModel(graph, result.state, result, trained, searched)

@@ -61,6 +61,13 @@ def resolve(config: TrainConfig, n_train: int, max_batch: int = MAX_BATCH) -> Tr
     return dataclasses.replace(config, batch_size=batch, max_epochs=epochs, patience=patience)
 
 
+def tuned(config: TrainConfig, graph: Graph) -> TrainConfig:
+    """``config`` with each training hyperparameter ``graph`` tunes (``Graph.tuning``, set by the
+    search's tuning morphs) multiplied by two to the power of its step."""
+    return dataclasses.replace(config, **{name: getattr(config, name) * 2.0 ** step
+                                          for name, step in graph.tuning.items() if step})
+
+
 def final_epochs(config: FinalFitConfig, resolved: TrainConfig) -> int:
     """``final_fit.epochs``, or ``FINAL_FACTOR`` times a candidate's epochs when it is 0."""
     return config.epochs or FINAL_FACTOR * resolved.max_epochs

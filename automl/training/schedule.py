@@ -40,29 +40,38 @@ class LRSchedule:
 MIN_LR_FRACTION = 0.01  # the last steps still learn a little
 
 
-SCORE_SHARE = 0.5  # seconds to score an image per second to train on it (seed network: 0.38 at 64-128 px, 0.56 at 28)
+SCORE_SHARE = 0.5  # seconds to score an image per second to train on it, until scoring is measured (float32
+# training of the seed network: 0.38 at 64-128 px, 0.56 at 28; training in bf16 is 2-3x faster, scoring is not)
 
 
 class Cutoff:
     """When training must stop so that the scoring that follows it (``after`` images: the validation
     pass, the final fit's guard) still ends by ``deadline``. Why: a candidate cut exactly at the deadline
     was then validated past it; at 128 px the 5,000 validation images took the search to 177 s of a
-    120 s budget. The scoring time is estimated from the training speed measured so far."""
+    120 s budget. The scoring time per image is what a scoring pass was measured to take (``scored``, or
+    ``score_per_image`` from the caller); before any, estimated from the training speed measured so far.
+    Why measured: scoring runs in float32 while training runs in bf16, and a final fit of a large network
+    estimated its guard's two passes at a third of their time and ended 7-16 s past its budget."""
 
-    def __init__(self, deadline: float | None, after: int) -> None:
-        self.deadline, self.after, self.per_image = deadline, after, 0.0
+    def __init__(self, deadline: float | None, after: int, score_per_image: float = 0.0) -> None:
+        self.deadline, self.after, self.per_image, self.score_per_image = deadline, after, 0.0, score_per_image
 
     def observe(self, seconds: float, images: int) -> None:
         """Training took ``seconds`` for ``images`` (the epoch so far)."""
         if images:
             self.per_image = seconds / images
 
+    def scored(self, seconds: float, images: int) -> None:
+        """Scoring ``images`` took ``seconds``."""
+        if images:
+            self.score_per_image = seconds / images
+
     @property
     def at(self) -> float | None:
         """The time training stops (a ``time.time()`` value); None: no deadline."""
         if self.deadline is None:
             return None
-        return self.deadline - self.after * self.per_image * SCORE_SHARE
+        return self.deadline - self.after * (self.score_per_image or self.per_image * SCORE_SHARE)
 
     def passed(self) -> bool:
         at = self.at

@@ -29,7 +29,7 @@ from automl.errors import describe_error, stops_the_run
 from automl.training.augment import augment
 from automl.training.averaging import TailAverage
 from automl.training.device import Placement, image_layout, place
-from automl.training.protocol import resolve
+from automl.training.protocol import resolve, tuned
 from automl.training.schedule import Cutoff, LRSchedule
 
 Inputs = torch.Tensor | Pixels  # normalized inputs, or uint8 pixels normalized as batches are read
@@ -154,25 +154,28 @@ def train_candidate(
     on_epoch: EpochCallback | None = None,
     slot: int = 0,
     scored_after: int = 0,
+    score_per_image: float = 0.0,
     average: float = 0.0,
 ) -> TrainResult:
     """Train ``graph`` (starting from any fitting ``weights``) and return its best state (on the CPU)
     by validation accuracy, ties broken by validation loss. Stops at ``patience`` epochs without
     improvement, ``max_epochs`` or the ``deadline`` (a ``time.time()`` value), cutting the epoch in
     progress early enough that its validation, and the ``scored_after`` images the caller scores
-    after it, end by the deadline (``Cutoff``). ``slot`` picks the GPU when there are several (see
+    after it (at ``score_per_image`` seconds each where the caller measured it), end by the deadline
+    (``Cutoff``). ``slot`` picks the GPU when there are several (see
     ``automl.training.device``). Without validation data (the final fit) it returns the last weights, or
     with ``average`` > 0 the mean of the weights at the ends of the epochs in that last share of the
     schedule (``TailAverage``; its batch-norm pass over the training images counts as scored after)."""
     start = time.time()
-    config = resolve(config, len(data.x_train))  # 0s in the params: sized from the data
+    config = tuned(resolve(config, len(data.x_train)), graph)  # 0s sized from the data; the graph's steps
     placement = place(config.device, config.amp, slot)  # a ConfigError: no candidate could train
     try:
         epochs = None if until_deadline and deadline is not None else max_epochs or config.max_epochs
         validation = len(data.x_val) if data.x_val is not None else 0
         scored_after += len(data.x_train) if average and not validation else 0
-        result = _train(graph, weights, data, config, seed, Cutoff(deadline, validation + scored_after), epochs,
-                        on_epoch, placement, TailAverage(0.0 if validation else average))
+        cutoff = Cutoff(deadline, validation + scored_after, score_per_image)
+        result = _train(graph, weights, data, config, seed, cutoff, epochs, on_epoch, placement,
+                        TailAverage(0.0 if validation else average))
     except Exception as exc:  # a bug, NaN loss, out of memory: this candidate fails, the search goes on
         if stops_the_run(exc):
             raise
@@ -238,6 +241,8 @@ def _train_seeded(graph: Graph, weights: dict[str, torch.Tensor] | None, data: T
         scoring = time.time()
         val_acc, val_loss = scores(model, data.x_val, data.y_val) if has_val else (None, None)
         result.score_seconds = time.time() - scoring
+        if has_val:
+            cutoff.scored(result.score_seconds, len(data.x_val))
         info = EpochInfo(epoch, max_epochs, loss, val_acc, val_loss, time.time() - epoch_start)
         result.history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "val_loss": val_loss,
                                "seconds": info.seconds})

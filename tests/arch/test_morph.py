@@ -170,3 +170,26 @@ def test_morph_module_imports_no_torch():
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not any(name.split(".")[0] == "torch" for name in names)
+
+
+def test_tuning_steps_stay_in_range_carry_along_a_lineage_and_survive_json():
+    g = initial_graph((1, 12, 12), 3, width=16)
+    for _ in range(3):  # the learning rate's lowest step is -3
+        g = apply_morph(g, {"op": "learning_rate", "step": g.step("learning_rate") - 1})
+    assert {"op": "learning_rate", "step": -4} not in possible_morphs(g)
+    with pytest.raises(ValueError, match="not applicable"):
+        apply_morph(g, {"op": "learning_rate", "step": -4})
+    child = apply_morph(g, {"op": "deeper_conv", "after": 9})  # an architecture morph keeps the steps
+    assert child.tuning == {"learning_rate": -3} and child.layers != g.layers
+    assert Graph.from_json(child.to_json()).tuning == {"learning_rate": -3}
+    assert child.describe().endswith("(lr/8)")
+    assert "tuning" not in initial_graph((1, 12, 12), 3).to_dict()  # untuned graphs are written as before
+
+
+def test_dropout_moves_by_steps_within_its_bounds_and_leaves_the_rest_alone():
+    g = initial_graph((1, 12, 12), 3, width=16, dropout=0.5)
+    (drop,) = [l.id for l in g.layers if l.type == "dropout"]
+    assert [s["rate"] for s in possible_morphs(g) if s["op"] == "dropout"] == [0.375]
+    child = apply_morph(g, {"op": "dropout", "layer": drop, "rate": 0.375})
+    assert child.layer(drop).params["rate"] == 0.375
+    assert [l for l in child.layers if l.id != drop] == [l for l in g.layers if l.id != drop]

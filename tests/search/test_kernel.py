@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from automl.arch.graph import Graph, Layer, initial_graph
+from automl.arch.morph import apply_morph
 from automl.search.kernel import (
+    TUNING_WEIGHT,
     DistanceCache,
     describe,
     edit_distance,
@@ -37,6 +39,16 @@ def test_descriptor_sees_weighted_layers_and_skips():
     d = describe(variants()[-2])
     assert [k[0] for k in d.layers] == ["conv", "conv", "conv", "dense", "dense"]
     assert d.layers[0] == ("conv", 64, 3, 1) and d.skips == ((1, 2, "add"),)
+
+
+def test_each_step_of_a_training_setting_adds_the_tuning_weight():
+    g = initial_graph((1, 28, 28), 10)
+    lr = apply_morph(g, {"op": "learning_rate", "step": -1})
+    both = apply_morph(apply_morph(lr, {"op": "learning_rate", "step": -2}),
+                       {"op": "dropout", "layer": 14, "rate": 0.375})
+    assert describe(lr) != describe(g), "a child differing only in its settings is not a duplicate"
+    assert edit_distance(describe(g), describe(lr)) == pytest.approx(TUNING_WEIGHT)
+    assert edit_distance(describe(g), describe(both)) == pytest.approx(3 * TUNING_WEIGHT)
 
 
 def test_distance_is_zero_on_itself_symmetric_and_positive_elsewhere():

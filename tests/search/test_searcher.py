@@ -1,5 +1,6 @@
 """The contract every search strategy keeps, run against each with a fake trainer."""
 
+import dataclasses
 import json
 import math
 import random
@@ -155,6 +156,24 @@ def test_user_limits_hold_operations_depth_and_memory(name):
         assert set(c.operation.split("+")) <= {"wider_conv", "deeper_conv"}
         assert sum(l.type == "conv" for l in c.graph.layers) <= 4
         assert c.reasoning.estimated_memory_mb <= seed_mb * 1.5 + 0.1
+
+
+@pytest.mark.parametrize("name", MORPHING)
+def test_training_settings_are_morphed_only_under_tune_training_and_carry_to_children(name):
+    from automl.arch.morph import TRAINING
+
+    def operations(config):
+        told = drive(make_searcher(name, SHAPE, CLASSES, seed=3, config=config), rounds=10, n=2)
+        return told, {op for c in told[1:] for op in c.operation.split("+")}
+
+    assert not operations(FAST)[1] & set(TRAINING)
+    told, ops = operations(dataclasses.replace(FAST, tune_training=True))
+    assert ops & set(TRAINING) and ops - set(TRAINING)
+    tuned = {c.id: c.graph.tuning for c in told}
+    for c in told[1:]:  # a child's steps are its parent's, moved by its own tuning morphs only
+        moved = {s["op"] for s in c.graph.history[len(told[c.parent_id - 1].graph.history):]}
+        assert {k: v for k, v in c.graph.tuning.items() if k not in moved} == \
+            {k: v for k, v in tuned[c.parent_id].items() if k not in moved}
 
 
 def test_only_an_out_of_memory_failure_lowers_the_limit_below_that_candidate():

@@ -1,10 +1,13 @@
 """The training protocol sized from the data: explicit params are kept, zeros are filled in."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from automl.arch.graph import initial_graph
 from automl.arch.memory import estimate_memory_mb
+from automl.arch.morph import apply_morph
 from automl.config import FinalFitConfig, TrainConfig
 from automl.training.protocol import (
     CANDIDATE_SECONDS,
@@ -18,6 +21,7 @@ from automl.training.protocol import (
     image_size_for,
     memory_batch_cap,
     resolve,
+    tuned,
 )
 
 
@@ -78,3 +82,11 @@ def test_an_explicit_image_size_is_kept_and_zero_reads_the_images_shorter_sides(
     images = [np.zeros((64, 80), np.uint8)] * 3 + [np.zeros((20, 20, 3), np.uint8)] * 2  # median shorter side 64
     assert image_size_for(16, images, TrainConfig()) == 16
     assert image_size_for(0, images, TrainConfig()) == 64  # 5 images: a candidate is cheap at full size
+
+
+def test_a_graphs_tuning_steps_scale_its_learning_rate_and_weight_decay_by_powers_of_two():
+    g = initial_graph((1, 12, 12), 3)
+    g = apply_morph(apply_morph(g, {"op": "learning_rate", "step": 1}), {"op": "weight_decay", "step": -1})
+    config = TrainConfig(learning_rate=1e-3, weight_decay=1e-4)
+    assert tuned(config, g) == dataclasses.replace(config, learning_rate=2e-3, weight_decay=5e-5)
+    assert tuned(config, initial_graph((1, 12, 12), 3)) == config

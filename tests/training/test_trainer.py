@@ -66,6 +66,11 @@ def test_training_stops_early_enough_for_the_scoring_that_follows_it(bar_data):
     cutoff.observe(2.0, 100)  # 20 ms an image to train: 500 images to score take 500 * 0.02 * SCORE_SHARE s
     assert cutoff.at == pytest.approx(1000.0 - 500 * 0.02 * SCORE_SHARE) and cutoff.passed()
     assert Cutoff(None, 500).at is None and not Cutoff(None, 500).passed()
+    cutoff.scored(1.0, 100)  # scoring measured (10 ms an image): that, not the estimate, sets the cut
+    assert cutoff.at == pytest.approx(1000.0 - 500 * 0.01)
+    given = Cutoff(deadline=1000.0, after=500, score_per_image=0.004)  # measured by the caller
+    given.observe(2.0, 100)
+    assert given.at == pytest.approx(1000.0 - 500 * 0.004)
     # an hour to go, but scoring a billion images after training would not end by then: cut at once
     result = train_candidate(initial_graph((1, 10, 10), 2), None, bar_data,
                              TrainConfig(max_epochs=1000, patience=1000, batch_size=8, threads=2),
