@@ -10,9 +10,8 @@ changed, so untouched layers keep their weights by name.
 Besides the layers, three operations tune how a candidate trains: its learning rate and weight decay
 (a step of a power of two in ``Graph.tuning``) and its dropout rate. They change no weight and nothing the
 network computes at inference, so they are function-preserving; a child inherits its parent's settings
-as it inherits its weights, so a lineage carries what training suited it (the issue's "hyperparameters
-searched with the architecture", where Optuna's TPE over the seed network's settings came level with
-the morphism search on the dSprites eighths).
+as it inherits its weights, so a lineage carries what training suited it. Searchers use them only
+under ``search.tune_training``: measured level with the architecture morphs alone (README).
 
 No torch here: the searcher edits, hashes and compares graphs without it.
 """
@@ -320,7 +319,7 @@ MORPHS: dict[str, Morph] = {m.name: m for m in (
 )}
 OPERATIONS = tuple(MORPHS)
 PRESERVING = tuple(name for name, m in MORPHS.items() if m.preserving)
-TRAINING = ("learning_rate", "weight_decay", "dropout")  # how a candidate trains, not its layers
+TRAINING = (*TUNING_STEPS, "dropout")  # how a candidate trains, not its layers (``search.tune_training``)
 ARCHITECTURE = tuple(op for op in OPERATIONS if op not in TRAINING)
 
 
