@@ -24,11 +24,17 @@ class LRSchedule:
         return lambda done: self.at(epoch - 1 + done)
 
     def progress(self, epochs_done: float) -> float:
-        """How far the run is to its end, 0 to 1: by epochs or by the clock, whichever is further."""
-        progress = epochs_done / self.max_epochs if self.max_epochs else 0.0  # None: by the deadline alone
+        """How far the run is to its end, 0 to 1: by epochs, or by the clock once the clock is further
+        by more than ``CLOCK_SLACK`` (the deadline will cut the epochs). Why the slack: at the start of
+        every run the clock is a few milliseconds ahead of the epochs, and a learning rate that took it
+        differed in its sixth digit from one run to the next; the runs then parted, so one seed's
+        search was not repeatable. Within the slack, a run the deadline does not cut is the same run."""
+        by_epochs = epochs_done / self.max_epochs if self.max_epochs else 0.0  # None: by the deadline alone
         if self.deadline is not None and self.deadline > self.start:
-            progress = max(progress, (time.time() - self.start) / (self.deadline - self.start))
-        return min(progress, 1.0)
+            by_time = (time.time() - self.start) / (self.deadline - self.start)
+            if by_time > by_epochs + CLOCK_SLACK:
+                return min(by_time, 1.0)
+        return min(by_epochs, 1.0)
 
     def at(self, epochs_done: float) -> float:
         if not self.cosine:
@@ -38,6 +44,7 @@ class LRSchedule:
 
 
 MIN_LR_FRACTION = 0.01  # the last steps still learn a little
+CLOCK_SLACK = 0.05  # of a run: how far the clock may be ahead of the epochs before it sets the schedule
 
 
 SCORE_SHARE = 0.5  # seconds to score an image per second to train on it, until scoring is measured (float32

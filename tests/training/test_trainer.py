@@ -93,6 +93,9 @@ def test_learning_rate_anneals_to_whichever_end_comes_first():
     by_deadline = LRSchedule(cfg, max_epochs=None, deadline=time.time() + 0.2)
     time.sleep(0.25)
     assert by_deadline.at(1) == pytest.approx(0.1 * MIN_LR_FRACTION)
+    near = LRSchedule(cfg, max_epochs=4, deadline=time.time() + 10.0)
+    time.sleep(0.05)  # the clock a little ahead of the epochs: the rate is the epochs' own, run after run
+    assert near.at(0) == 0.1 and near.at(2) == by_epochs.at(2)
     constant = LRSchedule(TrainConfig(learning_rate=0.1, lr_schedule="constant"), max_epochs=4, deadline=None)
     assert constant.at(0) == constant.at(4) == 0.1
 
