@@ -64,7 +64,8 @@ class TrainConfig:
 class SearchConfig:
     """The architecture search: strategy, budget in seconds, candidates per round, the acquisition
     (UCB ``beta``; simulated annealing from ``t_init`` down to ``t_min`` by ``anneal_decay``, with
-    ``neighbours`` morphs per expansion), the edit-distance weight of skip connections, and the limits a
+    ``neighbours`` morphs per expansion; ``max_chain`` n > 0: a proposal is at most n morphs from the trained
+    network it inherits from, 0 no limit), the edit-distance weight of skip connections, and the limits a
     user sets without forking: depth (conv layers), width, operations (comma-separated; empty = every
     architecture morph, and with ``tune_training`` the morphs of a candidate's learning rate, weight decay
     and dropout too: off by default, level on five seeds of the dSprites eighths, README), memory per
@@ -89,6 +90,7 @@ class SearchConfig:
     t_min: float = 0.01
     anneal_decay: float = 0.85
     neighbours: int = 8
+    max_chain: int = 0  # 0: no limit on the morphs between a proposal and its trained parent
     max_depth: int = 12
     max_width: int = 512
     operations: str = ""
@@ -315,6 +317,7 @@ def _validate(p: Params) -> None:
         (1 <= p.final_fit.snapshots <= 8, "final_fit.snapshots must be between 1 and 8 (cycles of the final fit)"),
         (p.search.t_min > 0 and 0 < p.search.anneal_decay < 1, "search.t_min > 0 and 0 < search.anneal_decay < 1"),
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
+        (p.search.max_chain >= 0, "search.max_chain must be >= 0 (0 = no limit)"),
         (p.search.max_depth >= 1 and p.search.max_width >= 1, "search.max_depth and search.max_width must be >= 1"),
         (p.search.beta >= 0 and p.search.kernel_lambda > 0 and p.search.t_init > 0,
          "search.beta must be >= 0, search.kernel_lambda and search.t_init > 0"),

@@ -90,6 +90,8 @@ def run_search(dataset: str, strategy: str, seed: int, budget: float, final_epoc
             "n_failed": sum(r.status is Status.FAILED for r in records),
             "best_val_accuracy": max((r.val_accuracy or 0) for r in records),
             "best_architecture": ranked(records)[0].architecture if ranked(records) else "",
+            "best_id": ranked(records)[0].id if ranked(records) else None,
+            "searched": [[r.id, r.operation, r.val_accuracy] for r in records],
             "inheritance_gaps": inheritance_gaps(records), "final_kept_searched": final["kept_searched"],
             "curve": best_so_far(records, start), **ensembles,
             "test_accuracy_unshifted": unshifted_accuracy}

@@ -51,6 +51,7 @@ HELP = {
     "search.t_min": "simulated annealing: stop temperature",
     "search.anneal_decay": "simulated annealing: temperature factor per expansion",
     "search.neighbours": "random morphs tried per expanded architecture",
+    "search.max_chain": "most morphs between a proposal and the trained network it inherits from (0 = no limit)",
     "search.max_depth": "most conv layers a candidate may have",
     "search.max_width": "most filters / units of any layer",
     "search.operations": ("allowed morphs, comma-separated ('' = the architecture's, and the training "

@@ -86,7 +86,7 @@ class BayesianSearcher(Searcher):
                     if best is None or score > best[0]:
                         best = (float(score), graph, node.root, float(mean), float(std))
                     accept = math.exp(min(0.0, (score - node.score) / temperature))
-                    if self.rng.random() < accept:
+                    if self.rng.random() < accept and self._extendable(graph, node.root):
                         heapq.heappush(heap, (-float(score), next(order), _Node(graph, node.root, float(score))))
             temperature *= cfg.anneal_decay
         if best is None:
@@ -94,6 +94,14 @@ class BayesianSearcher(Searcher):
         score, graph, root, mean, std = best
         why = Reasoning(ucb=round(score, 6), gp_mean=round(mean, 6), gp_std=round(std, 6))
         return graph, root.id, operations_between(root.graph, graph), why
+
+    def _extendable(self, graph: Graph, root: Candidate) -> bool:
+        """Whether the tree may grow ``graph`` further: under ``search.max_chain`` n, a proposal is at
+        most n morphs from the trained network it inherits from. A long chain of widen and narrow steps
+        can net to a near-copy of its parent whose inherited weights each narrowing has perturbed (the
+        kept units' outgoing weights stay divided among copies that are gone)."""
+        limit = self.config.max_chain
+        return not limit or len(graph.history) - len(root.graph.history) < limit
 
     def _neighbours(self, graph: Graph, seen: set[Descriptor]) -> list[Graph]:
         children = (self.random_child(graph, seen) for _ in range(self.config.neighbours))

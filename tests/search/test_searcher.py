@@ -195,6 +195,15 @@ def test_bayesian_records_why_it_chose_each_child():
     assert why.ucb == pytest.approx(why.gp_mean + FAST.beta * why.gp_std, abs=1e-5)
 
 
+def test_max_chain_bounds_the_morphs_between_a_bayesian_proposal_and_its_parent():
+    def chains(config: SearchConfig) -> list[int]:
+        told = drive(make_searcher("bayesian", SHAPE, CLASSES, seed=0, config=config), rounds=6)
+        return [len(c.operation.split("+")) for c in told if c.operation]
+
+    assert max(chains(FAST)) > 2  # without a limit the annealing tree chains morphs
+    assert set(chains(dataclasses.replace(FAST, max_chain=2))) <= {1, 2}
+
+
 def test_only_the_initial_strategy_trains_its_candidate_until_the_deadline():
     for name in STRATEGY_CLASSES:
         (c,) = make_searcher(name, SHAPE, CLASSES).ask(1)
