@@ -71,13 +71,15 @@ class SearchConfig:
     and dropout too: off by default, level on five seeds of the dSprites eighths, README), memory per
     candidate in MB (0 = a share of free GPU memory, or of RAM on CPU). A run of
     ``max_consecutive_failures`` failed candidates (0 = no limit) ends the search: something is wrong
-    with every candidate, and the rest of the budget would be spent failing. ``root_share`` > 0: the seed
-    network trains until that share of the search's time (annealed to it), so that every child inherits
-    a converged network instead of one trained as briefly as itself. ``warm_start`` (a folder of an
-    earlier search, or in the pipeline an MLflow run id, a ``models:/`` URI or ``champion``): begin
-    from that search's ``warm_start_top`` best networks instead of the seed's; when their input size or
-    channels differ from this data's, ``warm_start_mismatch`` says whether to refuse or to start from
-    the seed network (``automl.session.warm``)."""
+    with every candidate, and the rest of the budget would be spent failing. ``seed_width``: the conv
+    channels and dense units of the seed network the search starts from (Auto-Keras's 64; Optuna's TPE
+    over the seed network's settings picked twice that on each seed of the rotation eighths, README).
+    ``root_share`` > 0: the seed network trains until that share of the search's time (annealed to it),
+    so that every child inherits a converged network instead of one trained as briefly as itself.
+    ``warm_start`` (a folder of an earlier search, or in the pipeline an MLflow run id, a ``models:/``
+    URI or ``champion``): begin from that search's ``warm_start_top`` best networks instead of the
+    seed's; when their input size or channels differ from this data's, ``warm_start_mismatch`` says
+    whether to refuse or to start from the seed network (``automl.session.warm``)."""
 
     strategy: str = "bayesian"
     time_limit: float = 300.0
@@ -93,6 +95,7 @@ class SearchConfig:
     max_chain: int = 0  # 0: no limit on the morphs between a proposal and its trained parent
     max_depth: int = 12
     max_width: int = 512
+    seed_width: int = 64
     operations: str = ""
     tune_training: bool = False
     max_memory_mb: float = 0.0
@@ -130,7 +133,11 @@ class FinalFitConfig:
     from the end of the one before, and the final model averages the n ends (a snapshot ensemble): the
     first end is a final fit of 1/n the length, which scored better on the rotation labels, the later
     ones are what the longer fit adds on MNIST and Indian Pines. Measured at 2, paired: +0.68 points on
-    the rotation eighths, -0.42 on Indian Pines (README "Snapshots of the final fit"), so off by default."""
+    the rotation eighths, -0.42 on Indian Pines (README "Snapshots of the final fit"), so off by default.
+    ``in_search_budget``: the final fit runs inside ``search.time_limit`` (``time_limit`` stays 0): the
+    search ends early by what the best candidate's final fit is expected to take, measured from its own
+    epochs, and the final fit gets the time the search left (``automl.session.budget``), so one budget
+    holds the whole run and a final fit that needs less than a fixed share leaves the rest to the search."""
 
     retrain: bool = False
     epochs: int = 0
@@ -141,6 +148,7 @@ class FinalFitConfig:
     test_shifts: int = 1
     average: float = 0.0
     snapshots: int = 1
+    in_search_budget: bool = False
 
 
 @dataclass(frozen=True)
@@ -308,6 +316,8 @@ def _validate(p: Params) -> None:
         (p.search.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}"),
         (p.final_fit.epochs >= 0, "final_fit.epochs must be >= 0 (0 = from the candidates' epochs)"),
         (p.final_fit.time_limit >= 0, "final_fit.time_limit must be >= 0 (seconds; 0 = no limit)"),
+        (not (p.final_fit.in_search_budget and p.final_fit.time_limit),
+         "final_fit.in_search_budget sizes the final fit's time from the search's: leave final_fit.time_limit 0"),
         (p.final_fit.ensemble >= 1, "final_fit.ensemble must be at least 1 (1 = the best network alone)"),
         (1 <= p.final_fit.fitted_members <= p.final_fit.ensemble,
          "final_fit.fitted_members must be between 1 and final_fit.ensemble (the networks in the final model)"),
@@ -319,6 +329,7 @@ def _validate(p: Params) -> None:
         (p.search.neighbours >= 1, "search.neighbours must be at least 1"),
         (p.search.max_chain >= 0, "search.max_chain must be >= 0 (0 = no limit)"),
         (p.search.max_depth >= 1 and p.search.max_width >= 1, "search.max_depth and search.max_width must be >= 1"),
+        (1 <= p.search.seed_width <= p.search.max_width, "search.seed_width must be between 1 and search.max_width"),
         (p.search.beta >= 0 and p.search.kernel_lambda > 0 and p.search.t_init > 0,
          "search.beta must be >= 0, search.kernel_lambda and search.t_init > 0"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),

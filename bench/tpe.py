@@ -6,7 +6,8 @@ missing, so the gap between the two is what searching architectures adds over tu
 Each trial trains the seed network from scratch with the product's trainer (epochs sized from
 ``train.candidate_steps`` for the trial's batch size, early stopping on validation) until the budget's
 deadline; TPE sees each trial's validation accuracy. The best trial then gets the product's final fit
-(twice its epochs on train + validation, guarded) and is scored once on the test split.
+(twice its epochs on train + validation, guarded) and is scored once on the test split. A row records
+every trial (``searched``: number, hyperparameters, validation accuracy, epochs) and the best one's number.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ BATCH_SIZES = (16, 32, 64, 128)
 WIDTH_MULTIPLIERS = (0.5, 1.0, 2.0)
 
 
-def sample(trial: optuna.Trial, base: TrainConfig, shape: tuple[int, ...], n_classes: int) -> tuple[Graph, TrainConfig]:
-    """The trial's seed network and training protocol (epochs and patience sized for its batch size)."""
-    width = round(64 * trial.suggest_categorical("width_multiplier", WIDTH_MULTIPLIERS))
+def sample(trial: optuna.Trial, base: TrainConfig, shape: tuple[int, ...], n_classes: int,
+           seed_width: int = 64) -> tuple[Graph, TrainConfig]:
+    """The trial's seed network (``seed_width`` times its multiplier wide) and training protocol (epochs
+    and patience sized for its batch size)."""
+    width = round(seed_width * trial.suggest_categorical("width_multiplier", WIDTH_MULTIPLIERS))
     graph = initial_graph(shape, n_classes, width=width, dropout=trial.suggest_float("dropout", 0.0, 0.5))
     config = dataclasses.replace(base, learning_rate=trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
                                  weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
@@ -43,22 +46,24 @@ def sample(trial: optuna.Trial, base: TrainConfig, shape: tuple[int, ...], n_cla
 
 
 def tune(data: TensorData, n_classes: int, params: Params, deadline: float) -> tuple[list[TrainResult], dict]:
-    """TPE trials until ``deadline``; returns every result and the best trial's graph, config and state."""
+    """TPE trials until ``deadline``; returns every result and the best trial's graph, config and state,
+    with each trial's hyperparameters and validation accuracy (``searched``: what TPE's edge comes from)."""
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=params.seed))
-    shape, results, best = tuple(data.x_train.shape[1:]), [], {"score": (-1.0, 0.0)}
+    shape, results, best = tuple(data.x_train.shape[1:]), [], {"score": (-1.0, 0.0), "searched": []}
     while time.time() < deadline - 1:
         trial = study.ask()
-        graph, config = sample(trial, params.train, shape, n_classes)
+        graph, config = sample(trial, params.train, shape, n_classes, params.search.seed_width)
         config = resolve(config, len(data.x_train))
         result = train_candidate(graph, None, data, config, seed=params.seed, deadline=deadline)
         results.append(result)
+        best["searched"].append([trial.number, trial.params, result.val_accuracy, result.epochs])
         if result.failed or result.val_accuracy is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
         study.tell(trial, result.val_accuracy)
         score = (result.val_accuracy, -(result.val_loss or 0.0))
         if score > best["score"]:
-            best = {"score": score, "graph": graph, "config": config, "state": result.state}
+            best.update(score=score, graph=graph, config=config, state=result.state, id=trial.number)
     return results, best
 
 
@@ -86,4 +91,5 @@ def run_tpe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, p
     return {"test_accuracy": accuracy(final.module(), pp.transform([x[i] for i in test]), pp.encode(y[test])),
             "seconds": time.time() - start, "n_candidates": len(results),
             "n_failed": sum(r.failed for r in results), "best_val_accuracy": best["score"][0],
+            "best_id": best["id"], "searched": best["searched"],
             "inheritance_gaps": [], "final_kept_searched": final.kept_searched}

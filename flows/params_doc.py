@@ -54,6 +54,7 @@ HELP = {
     "search.max_chain": "most morphs between a proposal and the trained network it inherits from (0 = no limit)",
     "search.max_depth": "most conv layers a candidate may have",
     "search.max_width": "most filters / units of any layer",
+    "search.seed_width": "filters / units of the seed network the search starts from",
     "search.operations": ("allowed morphs, comma-separated ('' = the architecture's, and the training "
                           "settings' with search.tune_training): deeper_conv,deeper_dense,wider_conv,wider_dense,"
                           "skip_add,skip_concat,shrink_remove,shrink_narrow,learning_rate,weight_decay,dropout"),
@@ -80,6 +81,8 @@ HELP = {
                           "the final fit (batch-norm statistics measured again); 0 = the last weights"),
     "final_fit.snapshots": ("the best's final fit as this many annealed cycles, each from the last one's end; the "
                             "final model averages their ends (1 = one cycle)"),
+    "final_fit.in_search_budget": ("true: the final fit runs inside search.time_limit: the search ends early by the "
+                                   "best's expected final fit, which gets the time left (time_limit stays 0)"),
     "tracking.uri": "'' = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory",
     "tracking.experiment": "MLflow experiment of the runs",
     "tracking.registered_model": "Model Registry name ('' = do not register); alias champion or challenger",

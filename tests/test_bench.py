@@ -195,3 +195,15 @@ def test_ranking_rules_score_each_rules_pick_against_the_best_candidate_on_test(
     assert cells["max"] == pytest.approx({"mean": -2.0, "std": 2.0, "n": 2, "differs_from_max": 0})
     assert cells["tail quarter"]["mean"] == pytest.approx(0.0)
     assert cells["last"]["differs_from_max"] == 1
+
+
+def test_tpe_trials_scale_the_seed_networks_width_and_size_their_epochs_for_their_batch():
+    optuna = pytest.importorskip("optuna")  # the bench extra
+    from automl.config import TrainConfig
+    from bench.tpe import sample
+
+    trial = optuna.trial.FixedTrial({"width_multiplier": 2.0, "dropout": 0.1, "learning_rate": 2e-3,
+                                     "weight_decay": 1e-4, "batch_size": 32})
+    graph, config = sample(trial, TrainConfig(max_epochs=9, patience=3), (1, 12, 12), 3, seed_width=24)
+    assert {layer.params["filters"] for layer in graph.layers if layer.type == "conv"} == {48}
+    assert (config.learning_rate, config.batch_size, config.max_epochs, config.patience) == (2e-3, 32, 0, 0)

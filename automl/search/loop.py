@@ -62,14 +62,15 @@ class SearchSummary:
 
 
 @contextmanager
-def budget_heartbeat(store: CandidateStore, spent: float, every: float = 2.0) -> Iterator[Callable[[], None]]:
-    """Save the seconds spent every ``every`` seconds and whenever the yielded function is called (at
-    each round), so the time of a killed run still counts when it is resumed."""
+def budget_heartbeat(store: CandidateStore, spent: float, time_limit: float | None = None,
+                     every: float = 2.0) -> Iterator[Callable[[], None]]:
+    """Save the seconds spent (against ``time_limit``) every ``every`` seconds and whenever the yielded
+    function is called (at each round), so the time of a killed run still counts when it is resumed."""
     start, done, lock = time.time(), threading.Event(), threading.Lock()
 
     def save() -> None:
         with lock:  # one writer at a time: a later value is never replaced by an earlier one
-            store.save_spent(spent + time.time() - start)
+            store.save_spent(spent + time.time() - start, time_limit)
 
     def beat() -> None:
         while not done.wait(every):
@@ -91,16 +92,19 @@ SCORINGS = 2  # validation passes a child needs at the least (its inherited weig
 
 
 def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateStore, *, time_limit: float,
-               max_candidates: int, parallel: int = 1, max_consecutive_failures: int = 0) -> SearchSummary:
+               max_candidates: int, parallel: int = 1, max_consecutive_failures: int = 0,
+               reserve: Callable[[], float] = lambda: 0.0) -> SearchSummary:
     """Ask, train, tell until the time budget, the candidate cap (0: none) or the strategy runs out, or
-    ``max_consecutive_failures`` candidates in a row fail (0: never stop for failures).
+    ``max_consecutive_failures`` candidates in a row fail (0: never stop for failures). ``reserve()``:
+    seconds to leave at the end of the budget for what follows the search (asked again at each round).
 
     As in Auto-Keras, the next round's proposals are worked out in a background thread while the
     current round trains (its candidates count as pending fantasies), so training never waits for the
     GP; the searcher is only touched by one thread at a time (ask runs, then tell after both finish).
     """
     searcher, began = start.searcher, time.time()
-    deadline = began + time_limit - start.spent
+    budget_end = began + time_limit - start.spent
+    deadline = budget_end - reserve()  # moved at each round, in this thread, as the best candidate changes
     store.log(f"search started: strategy={searcher.name} time_limit={time_limit:.0f}s max_candidates={max_candidates}")
     clock, streak, stopped, scoring = Stopwatch(), 0, "", 0.0
 
@@ -111,7 +115,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
             store.save_searcher(searcher)
             return asked
 
-    heartbeat = budget_heartbeat(store, start.spent)
+    heartbeat = budget_heartbeat(store, start.spent, time_limit)
     with heartbeat as save_spent, ThreadPoolExecutor(1, thread_name_prefix="searcher") as pool:
         with clock("searcher_wait"):
             candidates = start.first or ask()
@@ -128,6 +132,7 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
                     scoring = max(scoring, record.timing.get("score", 0.0))
                 store.save_searcher(searcher)
                 save_spent()
+                deadline = budget_end - reserve()
             if max_consecutive_failures and streak >= max_consecutive_failures:
                 stopped = f"{streak} candidates in a row failed, the last with: {records[-1].first_error_line()}"
                 break
@@ -138,7 +143,8 @@ def run_search(start: SearchStart, train_batch: BatchTrainer, store: CandidateSt
     stopped = stopped or ("time limit" if time.time() + SCORINGS * scoring >= deadline else "no more candidates")
     records = store.records()
     failed = sum(r.status is Status.FAILED for r in records)
-    store.log(f"search ended ({stopped}): {len(records)} candidates, {failed} failed, {time.time() - began:.0f}s")
+    kept = f", {budget_end - deadline:.0f}s of the budget kept for the final fit" if budget_end > deadline else ""
+    store.log(f"search ended ({stopped}): {len(records)} candidates, {failed} failed, {time.time() - began:.0f}s{kept}")
     return SearchSummary(store.best(), len(records), failed, time.time() - began, clock.rounded(), stopped)
 
 

@@ -72,7 +72,7 @@ class Searcher(ABC):
         """Up to ``n`` new candidates: the roots first (the seed's initial network, or the warm start's),
         then the strategy's proposals."""
         if self.next_id == 1 and not self.roots:
-            proposals: list[Proposal] = [(initial_graph(self.input_shape, self.n_classes), None, None, Reasoning())]
+            proposals: list[Proposal] = [(self.seed_graph(), None, None, Reasoning())]
         elif self.roots:
             return [self._add(Candidate(self.next_id, graph, origin=origin, reasoning=self._sized(graph, Reasoning())))
                     for graph, origin in self._take_roots(n)]
@@ -86,6 +86,10 @@ class Searcher(ABC):
                 candidate = replace(candidate, until_deadline=True, budget_share=self.config.root_share)
             out.append(self._add(candidate))
         return out
+
+    def seed_graph(self) -> Graph:
+        """The seed's initial network, ``search.seed_width`` wide."""
+        return initial_graph(self.input_shape, self.n_classes, width=self.config.seed_width)
 
     def _take_roots(self, n: int) -> list[tuple[Graph, Origin]]:
         taken, self.roots = self.roots[:n], self.roots[n:]

@@ -157,12 +157,22 @@ class CandidateStore:
         restores it: the store knows files, not strategies)."""
         return read_json(self.root / SEARCHER_FILE), str(self.root / SEARCHER_FILE)
 
-    def save_spent(self, seconds: float) -> None:
-        write_json(self.root / BUDGET_FILE, {"spent_seconds": round(seconds, 3)})
+    def save_spent(self, seconds: float, time_limit: float | None = None) -> None:
+        """The search seconds spent so far, and the time limit they count against (what a final fit
+        inside the search's budget gets the rest of)."""
+        write_json(self.root / BUDGET_FILE, {"spent_seconds": round(seconds, 3), "time_limit": time_limit})
 
     def spent(self) -> float:
         path = self.root / BUDGET_FILE
         return float(read_json(path)["spent_seconds"]) if path.is_file() else 0.0
+
+    def time_left(self) -> float | None:
+        """The search's time limit less the seconds it spent; None where no limit was saved (a store
+        DVC checked out without its clock files)."""
+        path = self.root / BUDGET_FILE
+        budget = read_json(path) if path.is_file() else {}
+        limit = budget.get("time_limit")
+        return None if limit is None else float(limit) - float(budget["spent_seconds"])
 
     def save_protocol(self, train: dict[str, Any]) -> None:
         """The training settings the candidates got (sized from the data): the final fit follows them."""

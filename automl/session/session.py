@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from automl.search.loop import BatchTrainer, SearchStart, SearchSummary, run_sea
 from automl.search.records import Candidate, CandidateRecord
 from automl.search.store import CandidateStore
 from automl.search.strategies import make_searcher
+from automl.session.budget import final_fit_seconds, reserve_seconds
 from automl.session.candidate import SearchCallback, train_and_record
 from automl.session.network import FITTED_MEMBER, SNAPSHOT_MEMBER, Network, Views, network_module, save_network
 from automl.session.warm import Root, fitted_roots
@@ -79,6 +80,7 @@ def search_identity(params: Params, data: TensorData) -> dict[str, Any]:
 # by it (seen on dSprites: batch statistics that BatchNorm's running averages no longer match took the
 # seed network from 0.99 to 0.20 test accuracy); the searched weights are kept instead.
 FINAL_FIT_TOLERANCE = 0.01
+MIN_FINAL_SECONDS = 1.0  # what a search that overran its budget leaves the final fit (the guard then judges)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class SearchSession:
     def __init__(self, root: str | Path, params: Params) -> None:
         self.params = params
         self.store = CandidateStore(root)
+        self._reserve: Callable[[float], float] = lambda limit: 0.0  # set by ``start``: seconds the search leaves
 
     def start(self, data: TensorData, classes: Sequence[Any], resume: bool = False,
               roots: Sequence[Root] = ()) -> SearchStart:
@@ -127,7 +130,7 @@ class SearchSession:
         set_threads(self.params.train.threads)
         identity = search_identity(self.params, data)
         shape = tuple(data.x_train.shape[1:])
-        seed_graph = initial_graph(shape, len(classes))
+        seed_graph = initial_graph(shape, len(classes), width=self.params.search.seed_width)
         roots, notes = fitted_roots(roots, shape, classes, self.params.search.warm_start_mismatch, self.params.seed)
         limit = self.params.search.max_memory_mb or default_memory_limit_mb(self.params.train.device)
         asked, cap = self.params.train, memory_batch_cap(seed_graph, limit)
@@ -144,7 +147,19 @@ class SearchSession:
             self._keep_roots(roots, notes)
         self.store.save_classes(list(classes))
         self._save_protocol(len(data.x_train), shape[-1])
+        self._reserve = self._final_fit_reserve(data)
         return start
+
+    def _final_fit_reserve(self, data: TensorData) -> Callable[[float], float]:
+        """What a search of a given time limit leaves at its end under ``final_fit.in_search_budget``:
+        the current best's expected final fit (``automl.session.budget``); nothing otherwise."""
+        fit = self.params.final_fit
+        if not fit.in_search_budget:
+            return lambda limit: 0.0
+        n_train, n_val = len(data.x_train), 0 if data.x_val is None else len(data.x_val)
+        epochs, guard = final_epochs(fit, self.params.train), guard_images(data)
+        return lambda limit: reserve_seconds(final_fit_seconds(self.store.best(), epochs, n_train, n_val, guard,
+                                                               fit.fitted_members), limit)
 
     def _save_protocol(self, n_train: int, size: int) -> None:
         train = self.params.train
@@ -179,10 +194,11 @@ class SearchSession:
 
     def run(self, start: SearchStart, train_batch: BatchTrainer, time_limit: float | None = None) -> SearchSummary:
         """The search loop with ``search.*`` params; ``time_limit`` overrides ``search.time_limit``."""
-        search = self.params.search
-        return run_search(start, train_batch, self.store, time_limit=time_limit or search.time_limit,
+        search, limit = self.params.search, time_limit or self.params.search.time_limit
+        return run_search(start, train_batch, self.store, time_limit=limit,
                           max_candidates=search.max_candidates, parallel=search.parallel,
-                          max_consecutive_failures=search.max_consecutive_failures)
+                          max_consecutive_failures=search.max_consecutive_failures,
+                          reserve=lambda: self._reserve(limit))
 
     def best(self, summary: SearchSummary | None = None) -> CandidateRecord:
         """The best record, or a ``SearchError`` saying why there is none and what the first failure was."""
@@ -199,7 +215,8 @@ class SearchSession:
                   *, members: Sequence[Network] = (), epochs: int | None = None,
                   on_epoch: EpochCallback | None = None) -> FinalModel:
         """Train ``graph`` on all of ``data`` (from ``weights``, or from scratch when
-        ``final_fit.retrain`` or there are none), within ``final_fit.time_limit``, and write
+        ``final_fit.retrain`` or there are none), within ``final_fit.time_limit`` (or, under
+        ``final_fit.in_search_budget``, the time the search left of its own), and write
         ``out/{graph.json,weights.pt}``: the trained weights, or the searched ones when training lost
         accuracy on ``data`` (``FINAL_FIT_TOLERANCE``). ``members`` (``ensemble_members``) are saved
         with it in ``out/members/``; the final model averages them all. The first
@@ -210,8 +227,8 @@ class SearchSession:
         fit = self.params.final_fit
         set_threads(self.params.train.threads)
         train = resolve(self._searched_protocol(), len(data.x_train))
-        n, begin = min(fit.fitted_members, 1 + len(members)), time.time()
-        deadlines = [begin + fit.time_limit * (i + 1) / n if fit.time_limit else None for i in range(n)]
+        n, begin, limit = min(fit.fitted_members, 1 + len(members)), time.time(), self._final_time_limit()
+        deadlines = [begin + limit * (i + 1) / n if limit else None for i in range(n)]
         start = None if fit.retrain else weights
         best, snapshots = self._fit_snapshots(graph, start, data, train, (begin, deadlines[0]), epochs, on_epoch)
         fitted = [self._fit_one(g, None if fit.retrain else w, data, train, d, epochs or final_epochs(fit, train),
@@ -222,6 +239,13 @@ class SearchSession:
         member_notes = [SNAPSHOT_MEMBER] * len(snapshots) + [FITTED_MEMBER] * len(fitted)
         save_network(graph, final.state, out, members, _notes(final, fitted), final.views, member_notes)
         return final
+
+    def _final_time_limit(self) -> float:
+        """``final_fit.time_limit``, or under ``final_fit.in_search_budget`` what the search left of its
+        time limit (at least ``MIN_FINAL_SECONDS``; 0, no limit, where the store kept no clock)."""
+        fit = self.params.final_fit
+        left = self.store.time_left() if fit.in_search_budget else None
+        return fit.time_limit if left is None else max(MIN_FINAL_SECONDS, left)
 
     def _fit_snapshots(self, graph: Graph, start: dict[str, torch.Tensor] | None, data: TensorData,
                        train: TrainConfig, window: tuple[float, float | None], epochs: int | None,

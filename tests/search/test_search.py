@@ -188,3 +188,22 @@ def test_search_identity_ignores_the_budget_but_not_the_search_space():
     assert search_identity(Params().replace(**{"search.time_limit": 9000, "final_fit.epochs": 3}), data) == base
     assert search_identity(Params().replace(**{"search.max_depth": 5}), data) != base
     assert search_identity(Params(), TensorData(torch.ones(4, 1, 2, 2), data.y_train)) != base
+
+
+def test_the_search_ends_early_by_the_reserve_and_saves_its_time_limit(tmp_path):
+    """``reserve`` seconds are left at the budget's end (for a final fit inside the search's budget),
+    asked again at each round; the time limit is saved beside the seconds spent."""
+    store = CandidateStore(tmp_path)
+    searcher = make_searcher("random", (1, 12, 12), 3, config=FAST)
+    asked = []
+
+    def reserve():
+        asked.append(store.best())
+        return 1.5 if store.best() else 0.0  # nothing to reserve before a candidate trained
+
+    summary = run_search(fresh(searcher), fake_trainer(store, seconds=0.2), store, time_limit=2.0,
+                         max_candidates=100, reserve=reserve)
+    assert summary.stopped == "time limit" and summary.seconds < 1.0
+    assert asked[0] is None and asked[-1] is not None
+    assert 0.9 < store.time_left() <= 1.8
+    assert "kept for the final fit" in (tmp_path / "search.log").read_text()

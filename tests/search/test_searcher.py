@@ -251,3 +251,12 @@ def test_bayesian_reaches_the_optimum_of_a_synthetic_objective_in_fewer_candidat
     bayesian = [candidates_to_reach("bayesian", seed, 0.85, most=40) for seed in range(4)]
     random_ = [candidates_to_reach("random", seed, 0.85, most=40) for seed in range(4)]
     assert sum(bayesian) < 0.5 * sum(random_), (bayesian, random_)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGY_CLASSES))
+def test_every_strategy_starts_from_a_seed_network_of_the_configured_width(strategy):
+    searcher = make_searcher(strategy, (1, 12, 12), 3, config=SearchConfig(seed_width=24))
+    (seed,) = searcher.ask(1)
+    widths = {layer.params.get("filters") or layer.params.get("units") for layer in seed.graph.layers
+              if layer.type in ("conv", "dense")}
+    assert widths == {24, 3}  # the conv layers and the hidden dense layer; the head gives the 3 classes

@@ -188,6 +188,28 @@ def test_a_final_fit_with_a_time_limit_ends_by_it(data, tmp_path):
     assert (tmp_path / "final" / "weights.pt").is_file()
 
 
+def test_a_final_fit_in_the_search_budget_gets_the_time_the_search_left(data, tmp_path):
+    """``final_fit.in_search_budget``: the search keeps the best's expected final fit free at its end,
+    and the final fit is held to what the search left (here 1 s of 60: it stops at that deadline, not
+    at its 10,000 epochs); without it the same final fit has no limit."""
+    params = PARAMS.replace(**{"search.strategy": "random", "search.max_candidates": 2,
+                               "final_fit.in_search_budget": True})
+    session = SearchSession(tmp_path, params)
+    session.run(session.start(data, [0, 1]), session.in_process(data), time_limit=60)
+    assert 0 < session.store.time_left() < 60
+    assert "of the budget kept for the final fit" in (tmp_path / "search.log").read_text()
+    session.store.save_spent(59.0, 60.0)
+    session = SearchSession(tmp_path, params.replace(**{"final_fit.epochs": 10_000}))
+    best, all_data = session.store.best(), TensorData(data.x_train, data.y_train)
+    final = session.final_fit(session.store.graph(best.id), session.store.weights(best.id), all_data, tmp_path / "f")
+    assert final.result.stopped == "deadline" and 1 <= final.result.epochs < 10_000
+    unbounded = SearchSession(tmp_path, params.replace(**{"final_fit.epochs": 2, "final_fit.in_search_budget": False}))
+    final = unbounded.final_fit(session.store.graph(best.id), None, all_data, tmp_path / "g")
+    assert final.result.stopped == "max_epochs"
+    with pytest.raises(ConfigError, match="leave final_fit.time_limit 0"):
+        params.replace(**{"final_fit.time_limit": 10})
+
+
 def test_fitted_members_train_after_the_best_each_in_its_share_of_the_time(data, tmp_path):
     """``final_fit.fitted_members`` 2 of an ensemble of 3: the second network is final-fitted too (its
     weights move), in the second half of the time limit; the third keeps its searched weights."""
