@@ -74,6 +74,9 @@ class SearchConfig:
     with every candidate, and the rest of the budget would be spent failing. ``seed_width``: the conv
     channels and dense units of the seed network the search starts from (Auto-Keras's 64; Optuna's TPE
     over the seed network's settings picked twice that on each seed of the rotation eighths, README).
+    ``extra_seed_widths`` (comma-separated, e.g. "128"): more seed networks of those widths, trained
+    from scratch right after the first, so the search grows from whichever width suits the data
+    instead of one fixed in advance (the Bayesian and random strategies; "initial" trains one).
     ``root_share`` > 0: the seed network trains until that share of the search's time (annealed to it),
     so that every child inherits a converged network instead of one trained as briefly as itself.
     ``warm_start`` (a folder of an earlier search, or in the pipeline an MLflow run id, a ``models:/``
@@ -96,6 +99,7 @@ class SearchConfig:
     max_depth: int = 12
     max_width: int = 512
     seed_width: int = 64
+    extra_seed_widths: str = ""  # "": the search starts from one seed network
     operations: str = ""
     tune_training: bool = False
     max_memory_mb: float = 0.0
@@ -103,6 +107,12 @@ class SearchConfig:
     warm_start: str = ""  # "": start from the seed network
     warm_start_top: int = 3
     warm_start_mismatch: str = "refuse"  # or "seed"
+
+    def seed_widths(self) -> tuple[int, ...]:
+        """The seed networks' widths: ``seed_width``, then ``extra_seed_widths`` in order (a width named
+        twice is trained once); ValueError when one is not a whole number."""
+        widths = [self.seed_width] + [int(w) for w in self.extra_seed_widths.split(",") if w.strip()]
+        return tuple(dict.fromkeys(widths))
 
     def allowed_operations(self) -> tuple[str, ...]:
         """The operations named in ``operations`` (empty: the searcher's default set; the session checks
@@ -289,6 +299,13 @@ def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, An
     return with_overrides(params, overrides or {})
 
 
+def _widths_ok(search: SearchConfig) -> bool:
+    try:
+        return all(1 <= w <= search.max_width for w in search.seed_widths())
+    except ValueError:
+        return False
+
+
 def _validate(p: Params) -> None:
     checks = [
         (p.seed >= 0, "seed must be >= 0"),
@@ -330,6 +347,8 @@ def _validate(p: Params) -> None:
         (p.search.max_chain >= 0, "search.max_chain must be >= 0 (0 = no limit)"),
         (p.search.max_depth >= 1 and p.search.max_width >= 1, "search.max_depth and search.max_width must be >= 1"),
         (1 <= p.search.seed_width <= p.search.max_width, "search.seed_width must be between 1 and search.max_width"),
+        (_widths_ok(p.search), "search.extra_seed_widths must be whole numbers between 1 and search.max_width, "
+                               "separated by commas (e.g. 128 or 32,128)"),
         (p.search.beta >= 0 and p.search.kernel_lambda > 0 and p.search.t_init > 0,
          "search.beta must be >= 0, search.kernel_lambda and search.t_init > 0"),
         (p.search.max_memory_mb >= 0, "search.max_memory_mb must be >= 0 (0 = automatic)"),

@@ -55,6 +55,7 @@ HELP = {
     "search.max_depth": "most conv layers a candidate may have",
     "search.max_width": "most filters / units of any layer",
     "search.seed_width": "filters / units of the seed network the search starts from",
+    "search.extra_seed_widths": "more seed networks trained from scratch after the first, by width (e.g. 128)",
     "search.operations": ("allowed morphs, comma-separated ('' = the architecture's, and the training "
                           "settings' with search.tune_training): deeper_conv,deeper_dense,wider_conv,wider_dense,"
                           "skip_add,skip_concat,shrink_remove,shrink_narrow,learning_rate,weight_decay,dropout"),

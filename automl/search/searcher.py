@@ -40,8 +40,9 @@ Proposal = tuple[Graph, "int | None", "str | None", Reasoning]  # graph, parent 
 class Searcher(ABC):
     """Bookkeeping shared by every strategy; a strategy implements ``_propose``.
 
-    Every strategy starts with the seed's initial network, or with ``roots`` (a warm start: an earlier
-    search's best networks, asked first, in order); later proposals are morphs of trained (complete)
+    Every strategy starts with the seed's initial network (and one of each ``search.extra_seed_widths``,
+    trained from scratch after it), or with ``roots`` (a warm start: an earlier search's best networks,
+    asked first, in order); later proposals are morphs of trained (complete)
     architectures, never a duplicate of one already asked, never over the memory limit.
     """
 
@@ -67,15 +68,17 @@ class Searcher(ABC):
         self.pending: dict[int, Candidate] = {}
         self.observations: list[Observation] = []
         self.roots = list(roots)  # not asked yet
+        self.seed_networks = [] if self.roots else self.seed_graphs()  # not asked yet
 
     def ask(self, n: int = 1) -> list[Candidate]:
-        """Up to ``n`` new candidates: the roots first (the seed's initial network, or the warm start's),
+        """Up to ``n`` new candidates: the roots first (the seed networks, or the warm start's),
         then the strategy's proposals."""
-        if self.next_id == 1 and not self.roots:
-            proposals: list[Proposal] = [(self.seed_graph(), None, None, Reasoning())]
-        elif self.roots:
+        if self.roots:
             return [self._add(Candidate(self.next_id, graph, origin=origin, reasoning=self._sized(graph, Reasoning())))
                     for graph, origin in self._take_roots(n)]
+        if self.seed_networks:
+            taken, self.seed_networks = self.seed_networks[:n], self.seed_networks[n:]
+            proposals: list[Proposal] = [(graph, None, None, Reasoning()) for graph in taken]
         else:
             proposals = self._propose(n)
         out = []
@@ -90,6 +93,11 @@ class Searcher(ABC):
     def seed_graph(self) -> Graph:
         """The seed's initial network, ``search.seed_width`` wide."""
         return initial_graph(self.input_shape, self.n_classes, width=self.config.seed_width)
+
+    def seed_graphs(self) -> list[Graph]:
+        """The seed network, then one of each extra width that fits in memory: the first round."""
+        extra = [initial_graph(self.input_shape, self.n_classes, width=w) for w in self.config.seed_widths()[1:]]
+        return [self.seed_graph()] + [g for g in extra if self.memory_mb(g) <= self.memory_limit_mb]
 
     def _take_roots(self, n: int) -> list[tuple[Graph, Origin]]:
         taken, self.roots = self.roots[:n], self.roots[n:]
@@ -164,6 +172,7 @@ class Searcher(ABC):
             "rng": [version, list(internal), gauss],
             "next_id": self.next_id,
             "roots": [{"graph": g.to_dict(), "origin": asdict(o)} for g, o in self.roots],
+            "seed_networks": [g.to_dict() for g in self.seed_networks],
             "pending": [c.to_dict() for c in self.pending.values()],
             "observations": [{"candidate": o.candidate.to_dict(), "status": o.status.value,
                               "val_accuracy": o.val_accuracy} for o in self.observations],
@@ -175,6 +184,8 @@ class Searcher(ABC):
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.roots = [(Graph.from_dict(r["graph"]), Origin.from_dict(r["origin"])) for r in state.get("roots", [])]
+        if "seed_networks" in state or self.next_id > 1 or self.roots:  # a state from before the key: one seed
+            self.seed_networks = [Graph.from_dict(g) for g in state.get("seed_networks", [])]
         self.pending = {c.id: c for c in (Candidate.from_dict(d) for d in state["pending"])}
         self.observations = []
         for o in state["observations"]:
@@ -192,6 +203,9 @@ class InitialSearcher(Searcher):
 
     name = "initial"
     until_deadline = True
+
+    def seed_graphs(self) -> list[Graph]:
+        return [self.seed_graph()]  # one network, for the whole budget
 
     def _propose(self, n: int) -> list[Proposal]:
         return []

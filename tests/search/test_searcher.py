@@ -260,3 +260,32 @@ def test_every_strategy_starts_from_a_seed_network_of_the_configured_width(strat
     widths = {layer.params.get("filters") or layer.params.get("units") for layer in seed.graph.layers
               if layer.type in ("conv", "dense")}
     assert widths == {24, 3}  # the conv layers and the hidden dense layer; the head gives the 3 classes
+
+
+def widths(graph) -> set[int]:
+    return {layer.params.get("filters") or layer.params.get("units") for layer in graph.layers
+            if layer.type in ("conv", "dense")} - {CLASSES}
+
+
+@pytest.mark.parametrize("name", MORPHING)
+def test_extra_seed_widths_train_from_scratch_after_the_seed_survive_a_save_and_children_grow_from_them(name):
+    config = dataclasses.replace(FAST, seed_width=16, extra_seed_widths="32, 8")
+    a = make_searcher(name, SHAPE, CLASSES, config=config)
+    (first,) = a.ask(1)
+    b = searcher_from_state(json.loads(json.dumps(a.to_state())))
+    seeds = [first, *b.ask(2)]
+    assert [widths(c.graph) for c in seeds] == [{16}, {32}, {8}]
+    assert all(c.parent_id is None and c.origin is None and not c.graph.history for c in seeds)
+    for c in seeds:
+        b.tell(c.id, fake_result(c))
+    children = drive(b, rounds=3)
+    assert children and all(c.parent_id is not None and c.graph.history for c in children)
+
+
+def test_extra_seed_widths_skip_the_initial_strategy_and_networks_over_the_memory_limit():
+    config = dataclasses.replace(FAST, extra_seed_widths="128")
+    assert len(make_searcher("initial", SHAPE, CLASSES, config=config).ask(3)) == 1
+    bayesian = make_searcher("bayesian", SHAPE, CLASSES, config=config)
+    tight = make_searcher("bayesian", SHAPE, CLASSES, config=config,
+                          memory_limit_mb=bayesian.memory_mb(bayesian.seed_graph()) * 1.01)
+    assert [widths(c.graph) for c in tight.ask(2)] == [{64}]  # the wide one would not fit
