@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from automl.arch.graph import initial_graph
 from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.common import sprite_labels
 from bench.final_length import ensemble_summary, pair_summary, paired_summary
-from bench.ranking_rules import regrets
+from bench.ranking_rules import RULES, gp_means, regrets
 from bench.search_strategies import (
     FINAL_SHARE,
     accuracy_section,
@@ -188,13 +189,33 @@ def test_final_length_scores_the_fitted_pair_against_the_whole_time_final_fit() 
     assert half["diff_mean"] == pytest.approx(-0.015) and half["diff_std"] == pytest.approx(0.005)
 
 
+def graph(**shape) -> dict:
+    return initial_graph((1, 16, 16), 4, **shape).to_dict()
+
+
 def test_ranking_rules_score_each_rules_pick_against_the_best_candidate_on_test() -> None:
-    spiky = {"id": 1, "val": 0.99, "loss": 0.1, "curve": [0.90, 0.99, 0.90, 0.90], "test": 0.90}
-    steady = {"id": 2, "val": 0.95, "loss": 0.2, "curve": [0.90, 0.94, 0.95, 0.95], "test": 0.94}
-    cells = regrets([{"candidates": [spiky, steady]}, {"candidates": [steady]}])
+    spiky = {"id": 1, "val": 0.99, "loss": 0.1, "curve": [0.90, 0.99, 0.90, 0.90], "test": 0.90, "graph": graph()}
+    steady = {"id": 2, "val": 0.95, "loss": 0.2, "curve": [0.90, 0.94, 0.95, 0.95], "test": 0.94,
+              "graph": graph(width=32)}
+    cells = regrets([{"n_val": 160, "candidates": [spiky, steady]}, {"n_val": 160, "candidates": [steady]}])
     assert cells["max"] == pytest.approx({"mean": -2.0, "std": 2.0, "n": 2, "differs_from_max": 0})
     assert cells["tail quarter"]["mean"] == pytest.approx(0.0)
     assert cells["last"]["differs_from_max"] == 1
+
+
+def test_the_gp_mean_rule_prefers_a_score_its_neighbours_share_to_a_lone_one_barely_above_it() -> None:
+    """Two near-identical networks at 0.950 and a lone, different one at 0.952: on 100 validation images
+    the lone score is as likely luck, so the smoothed scores rank the pair first; on a huge split the
+    scores are exact and the smoothing gives them back."""
+    pair = [{"id": i, "val": 0.95, "loss": 0.2, "curve": [0.95], "test": 0.94, "graph": graph(width=w)}
+            for i, w in ((1, 64), (2, 72))]
+    lone = {"id": 3, "val": 0.952, "loss": 0.2, "curve": [0.952], "test": 0.90, "graph": graph(width=16, n_blocks=1)}
+    weak = {"id": 4, "val": 0.90, "loss": 0.2, "curve": [0.90], "test": 0.90, "graph": graph(width=256, n_blocks=5)}
+    small = {"n_val": 100, "candidates": pair + [lone, weak]}
+    assert RULES["max"](small)["id"] == 3 and RULES["gp mean"](small)["id"] in (1, 2)
+    exact = {"n_val": 10 ** 7, "candidates": small["candidates"]}
+    assert gp_means(exact) == pytest.approx([0.95, 0.95, 0.952, 0.90], abs=1e-4)
+    assert RULES["gp mean"](exact)["id"] == 3
 
 
 def test_tpe_trials_scale_the_seed_networks_width_and_size_their_epochs_for_their_batch():
