@@ -10,7 +10,10 @@ its best epoch's. The maximum of a noisy curve favours the noisiest candidate, a
 longer budget) give it more chances. The rules: ``max`` (the product's: best epoch, ties by loss),
 ``last`` epoch, the mean of the last quarter of the epochs, of the last 3 and of the last half, and
 ``gp mean``: each candidate's score smoothed over the architectures like it (``gp_means``), against the
-winner's curse of picking the maximum of many noisy scores.
+winner's curse of picking the maximum of many noisy scores; ``max shifted``: the best epoch's weights
+scored on validation through the final model's test-time views (``Views``), as the product ships them,
+with regrets against test accuracy through the same views too (searches saved since the
+twenty-second session).
 Searches are saved to ``bench/results/ranking_rules.json`` as they finish and skipped when run again;
 the searches saved before they recorded their architectures (the twelfth session's, on the protocol of
 then) stay in the file and out of the table.
@@ -26,6 +29,7 @@ import tempfile
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from automl import ImageClassifier, Params
 from automl.arch.graph import Graph
@@ -33,7 +37,7 @@ from automl.data.split import stratified_split
 from automl.search.gp import GaussianProcess
 from automl.search.kernel import describe, edit_distances
 from automl.search.store import CandidateStore
-from automl.session.network import network_module
+from automl.session.network import Views, network_module
 from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
 from bench.final_length import tensors
@@ -80,43 +84,59 @@ RULES: dict[str, Callable[[dict], dict]] = {
     "tail 3": by(lambda c: (tail_mean(c["curve"], 3),)),
     "tail half": by(lambda c: (tail_mean(c["curve"], len(c["curve"]) // 2),)),
     "gp mean": by_gp_mean,  # needs the architectures: searches saved since the twenty-first session
+    "max shifted": by(lambda c: (c["val_views"], c["val"], -c["loss"])),  # searches with "views"
 }
+VIEWS_ONLY = {"max shifted"}  # the rules that need a search's scores through the test-time views
 
 
-def regrets(searches: list[dict]) -> dict[str, dict[str, float]]:
+def regrets(searches: list[dict], test: str = "test") -> dict[str, dict[str, float]]:
     """Per rule: mean and standard deviation over searches of (test accuracy of the rule's pick minus
     the best test accuracy among the search's candidates), in points, and the searches where its pick
-    differs from ``max``'s."""
+    differs from ``max``'s. ``test``: the candidates' field to score them by (``test_views``: through
+    the test-time views)."""
     out = {}
+    viewed = all("views" in s for s in searches)
     for name, rule in RULES.items():
+        if name in VIEWS_ONLY and not viewed:
+            continue
         gaps, differs = [], 0
         for s in searches:
             pick, now = rule(s), RULES["max"](s)
-            gaps.append(100 * (pick["test"] - max(c["test"] for c in s["candidates"])))
+            gaps.append(100 * (pick[test] - max(c[test] for c in s["candidates"])))
             differs += pick["id"] != now["id"]
         out[name] = {"mean": statistics.fmean(gaps), "std": statistics.pstdev(gaps), "n": len(gaps),
                      "differs_from_max": differs}
     return out
 
 
+def accuracy(module: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
+    x, y = data
+    return float((predict_logits(module, x).argmax(1) == y).float().mean())
+
+
 def run_search(dataset: str, seed: int, budget: float) -> dict:
-    """One search as ``bench.search_strategies`` runs it (75 % of ``budget``); every candidate's curve and test."""
+    """One search as ``bench.search_strategies`` runs it (75 % of ``budget``); every candidate's curve,
+    and its searched weights' accuracy on test and, through the final model's views, on validation
+    and test."""
     x, y = load_dataset(dataset)
     train, test = split(y)
     params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed})
+    val = train[stratified_split(y[train], [params.split.val_fraction], params.seed)[0]]  # as ``fit`` splits
+    views = Views.of(params)
     with tempfile.TemporaryDirectory() as tmp:
         clf = ImageClassifier(path=tmp, params=params)
         clf.fit(x[train], y[train], time_limit=budget * (1 - FINAL_SHARE))
-        xt, yt = tensors(clf, x[test], y[test])
+        xt, xv = tensors(clf, x[test], y[test]), tensors(clf, x[val], y[val])
         store, candidates = CandidateStore(tmp), []
         for r in (r for r in store.records() if r.succeeded):
             graph = store.graph(r.id)
-            logits = predict_logits(network_module([(graph, store.weights(r.id))]), xt)
+            module = network_module([(graph, store.weights(r.id))])
             candidates.append({"id": r.id, "operation": r.operation, "val": r.val_accuracy, "loss": r.val_loss,
                                "curve": [h["val_accuracy"] for h in r.history], "graph": graph.to_dict(),
-                               "test": float((logits.argmax(1) == yt).float().mean())})
-    n_val = len(stratified_split(y[train], [params.split.val_fraction], params.seed)[0])  # as ``fit`` splits
-    return {"dataset": dataset, "seed": seed, "budget": budget, "n_val": n_val, "candidates": candidates}
+                               "test": accuracy(module, xt), "val_views": accuracy(views.wrap(module), xv),
+                               "test_views": accuracy(views.wrap(module), xt)})
+    return {"dataset": dataset, "seed": seed, "budget": budget, "n_val": len(val),
+            "views": [views.shift, views.flip], "candidates": candidates}
 
 
 def main() -> None:
@@ -129,15 +149,19 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         for budget in (float(b) for b in args.budgets.split(",")):
             for seed in range(args.seeds):
-                if any((r["dataset"], r["budget"], r["seed"]) == (dataset, budget, seed) and "n_val" in r
+                if any((r["dataset"], r["budget"], r["seed"]) == (dataset, budget, seed) and "views" in r
                        for r in rows):
                     continue
                 rows.append(run_search(dataset, seed, budget))
                 RESULTS_FILE.write_text(json.dumps(rows, indent=1))
             same = [r for r in rows if r["dataset"] == dataset and r["budget"] == budget and "n_val" in r]
-            for name, cell in regrets(same).items():
-                print(f"{dataset} {budget:.0f}s {name:12s} regret {cell['mean']:+.2f} +- {cell['std']:.2f} points "
-                      f"over {cell['n']} searches (pick differs from max on {cell['differs_from_max']})")
+            viewed = [r for r in same if "views" in r]
+            for label, searches, test in (("", same, "test"), ("[views] ", viewed, "test"),
+                                          ("[views, test through them] ", viewed, "test_views")):
+                for name, cell in (regrets(searches, test) if searches else {}).items():
+                    print(f"{label}{dataset} {budget:.0f}s {name:12s} regret {cell['mean']:+.2f} +- "
+                          f"{cell['std']:.2f} points over {cell['n']} searches "
+                          f"(pick differs from max on {cell['differs_from_max']})")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,22 @@ def test_ranking_rules_score_each_rules_pick_against_the_best_candidate_on_test(
     assert cells["last"]["differs_from_max"] == 1
 
 
+def test_the_shifted_rule_ranks_by_validation_through_the_views_and_only_searches_that_recorded_them() -> None:
+    """Two candidates one validation image apart plainly, the other way round through the views: the
+    shifted rule follows the views, and its regret can be read against test through them too; a search
+    saved without the views leaves the rule out instead of failing on it."""
+    plain_best = {"id": 1, "val": 0.96, "val_views": 0.95, "loss": 0.1, "curve": [0.96], "graph": graph(),
+                  "test": 0.93, "test_views": 0.94}
+    views_best = {"id": 2, "val": 0.95, "val_views": 0.97, "loss": 0.2, "curve": [0.95], "graph": graph(width=32),
+                  "test": 0.92, "test_views": 0.96}
+    search = {"n_val": 160, "views": [1, False], "candidates": [plain_best, views_best]}
+    assert RULES["max"](search)["id"] == 1 and RULES["max shifted"](search)["id"] == 2
+    through = regrets([search], "test_views")
+    assert through["max"]["mean"] == pytest.approx(-2.0) and through["max shifted"]["mean"] == pytest.approx(0.0)
+    assert regrets([search])["max shifted"]["mean"] == pytest.approx(-1.0)
+    assert "max shifted" not in regrets([{"n_val": 160, "candidates": [plain_best]}])
+
+
 def test_the_gp_mean_rule_prefers_a_score_its_neighbours_share_to_a_lone_one_barely_above_it() -> None:
     """Two near-identical networks at 0.950 and a lone, different one at 0.952: on 100 validation images
     the lone score is as likely luck, so the smoothed scores rank the pair first; on a huge split the
@@ -228,3 +244,16 @@ def test_tpe_trials_scale_the_seed_networks_width_and_size_their_epochs_for_thei
     graph, config = sample(trial, TrainConfig(max_epochs=9, patience=3), (1, 12, 12), 3, seed_width=24)
     assert {layer.params["filters"] for layer in graph.layers if layer.type == "conv"} == {48}
     assert (config.learning_rate, config.batch_size, config.max_epochs, config.patience) == (2e-3, 32, 0, 0)
+
+
+def test_the_performance_summary_keeps_the_sections_other_benchmarks_wrote(tmp_path) -> None:
+    """``python -m bench`` rewrites its own figures in ``latest.json``; the nightly and scale sections,
+    written there by their own benchmarks, must survive it (a full run had dropped them)."""
+    import json
+
+    from bench.__main__ import write_merged
+
+    path = tmp_path / "latest.json"
+    path.write_text(json.dumps({"nightly": {"table": 1}, "mode": "full", "throughput": {"old": 1}}))
+    write_merged(path, {"mode": "full", "throughput": {"new": 2}})
+    assert json.loads(path.read_text()) == {"nightly": {"table": 1}, "mode": "full", "throughput": {"new": 2}}
