@@ -14,6 +14,12 @@ winner's curse of picking the maximum of many noisy scores; ``max shifted``: the
 scored on validation through the final model's test-time views (``Views``), as the product ships them,
 with regrets against test accuracy through the same views too (searches saved since the
 twenty-second session).
+``--final-fit``: where ``max shifted`` picks another candidate than ``max``, both picks are final-fitted
+(the product's default final fit, in the final fit's share of the budget) and scored on test through
+the views: a better pick on searched weights is worth something only if it still ships better.
+
+    python -m bench.ranking_rules --datasets dsprites_fine --budgets 300 --seeds 20 --final-fit  # ~6 min a seed
+
 Searches are saved to ``bench/results/ranking_rules.json`` as they finish and skipped when run again;
 the searches saved before they recorded their architectures (the twelfth session's, on the protocol of
 then) stay in the file and out of the table.
@@ -37,6 +43,7 @@ from automl.data.split import stratified_split
 from automl.search.gp import GaussianProcess
 from automl.search.kernel import describe, edit_distances
 from automl.search.store import CandidateStore
+from automl.session import SearchSession
 from automl.session.network import Views, network_module
 from automl.training.trainer import predict_logits
 from bench.common import RESULTS, load_dataset
@@ -114,13 +121,30 @@ def accuracy(module: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -
     return float((predict_logits(module, x).argmax(1) == y).float().mean())
 
 
-def run_search(dataset: str, seed: int, budget: float) -> dict:
+def final_fits(clf: ImageClassifier, root: str, search: dict, x: np.ndarray, y: np.ndarray,
+               test: tuple[torch.Tensor, torch.Tensor]) -> dict[str, dict]:
+    """Where ``max shifted`` and ``max`` pick different candidates of ``search``, each pick final-fitted
+    on ``x``, ``y`` as the product would (from its searched weights, in ``final_fit.time_limit``) and its
+    final model's accuracy on ``test`` through the views, with the epochs it trained; {} where they agree."""
+    picks = {name: RULES[name](search)["id"] for name in ("max", "max shifted")}
+    if picks["max"] == picks["max shifted"]:
+        return {}
+    store, session, data = CandidateStore(root), SearchSession(root, clf.params), clf._tensors(x, y)
+    out = {}
+    for name, cid in picks.items():
+        final = session.final_fit(store.graph(cid), store.weights(cid), data, f"{root}/final {name}")
+        out[name] = {"id": cid, "test_views": accuracy(final.module(), test), "epochs": final.result.epochs}
+    return out
+
+
+def run_search(dataset: str, seed: int, budget: float, final_fit: bool = False) -> dict:
     """One search as ``bench.search_strategies`` runs it (75 % of ``budget``); every candidate's curve,
     and its searched weights' accuracy on test and, through the final model's views, on validation
-    and test."""
+    and test. ``final_fit``: then ``final_fits`` of the two rules' picks, under ``"final"``."""
     x, y = load_dataset(dataset)
     train, test = split(y)
-    params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed})
+    params = Params().replace(**{"preprocess.image_size": IMAGE_SIZE[dataset], "seed": seed,
+                                 "final_fit.time_limit": budget * FINAL_SHARE})
     val = train[stratified_split(y[train], [params.split.val_fraction], params.seed)[0]]  # as ``fit`` splits
     views = Views.of(params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,8 +159,20 @@ def run_search(dataset: str, seed: int, budget: float) -> dict:
                                "curve": [h["val_accuracy"] for h in r.history], "graph": graph.to_dict(),
                                "test": accuracy(module, xt), "val_views": accuracy(views.wrap(module), xv),
                                "test_views": accuracy(views.wrap(module), xt)})
-    return {"dataset": dataset, "seed": seed, "budget": budget, "n_val": len(val),
-            "views": [views.shift, views.flip], "candidates": candidates}
+        search = {"dataset": dataset, "seed": seed, "budget": budget, "n_val": len(val),
+                  "views": [views.shift, views.flip], "candidates": candidates}
+        if final_fit:
+            search["final"] = final_fits(clf, tmp, search, x[train], y[train], xt)
+    return search
+
+
+def final_fit_summary(searches: list[dict]) -> dict[str, float]:
+    """Over the searches with final fits: how many, on how many the picks differ, and the mean and
+    standard deviation, in points, of ``max shifted``'s final model minus ``max``'s where they do."""
+    fitted = [s["final"] for s in searches if "final" in s]
+    diffs = [100 * (f["max shifted"]["test_views"] - f["max"]["test_views"]) for f in fitted if f]
+    return {"searches": len(fitted), "differ": len(diffs), "mean": statistics.fmean(diffs) if diffs else math.nan,
+            "std": statistics.pstdev(diffs) if diffs else math.nan}
 
 
 def main() -> None:
@@ -144,6 +180,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="dsprites_fine")
     parser.add_argument("--budgets", default="300")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--final-fit", action="store_true",
+                        help="final-fit the picks of max and max shifted where they differ (searches not saved yet)")
     args = parser.parse_args()
     rows = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else []
     for dataset in args.datasets.split(","):
@@ -152,7 +190,7 @@ def main() -> None:
                 if any((r["dataset"], r["budget"], r["seed"]) == (dataset, budget, seed) and "views" in r
                        for r in rows):
                     continue
-                rows.append(run_search(dataset, seed, budget))
+                rows.append(run_search(dataset, seed, budget, args.final_fit))
                 RESULTS_FILE.write_text(json.dumps(rows, indent=1))
             same = [r for r in rows if r["dataset"] == dataset and r["budget"] == budget and "n_val" in r]
             viewed = [r for r in same if "views" in r]
@@ -162,6 +200,11 @@ def main() -> None:
                     print(f"{label}{dataset} {budget:.0f}s {name:12s} regret {cell['mean']:+.2f} +- "
                           f"{cell['std']:.2f} points over {cell['n']} searches "
                           f"(pick differs from max on {cell['differs_from_max']})")
+            fits = final_fit_summary(same)
+            if fits["searches"]:
+                print(f"[final fits] {dataset} {budget:.0f}s max shifted minus max, final models through the "
+                      f"views: {fits['mean']:+.2f} +- {fits['std']:.2f} points where the picks differ "
+                      f"({fits['differ']} of {fits['searches']} searches)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from automl.arch.graph import initial_graph
 from automl.search.records import CandidateRecord, Reasoning, Status
 from bench.common import sprite_labels
 from bench.final_length import ensemble_summary, pair_summary, paired_summary
-from bench.ranking_rules import RULES, gp_means, regrets
+from bench.ranking_rules import RULES, final_fit_summary, gp_means, regrets
 from bench.search_strategies import (
     FINAL_SHARE,
     accuracy_section,
@@ -217,6 +217,14 @@ def test_the_shifted_rule_ranks_by_validation_through_the_views_and_only_searche
     assert through["max"]["mean"] == pytest.approx(-2.0) and through["max shifted"]["mean"] == pytest.approx(0.0)
     assert regrets([search])["max shifted"]["mean"] == pytest.approx(-1.0)
     assert "max shifted" not in regrets([{"n_val": 160, "candidates": [plain_best]}])
+
+
+def test_the_final_fit_summary_pairs_the_two_picks_only_where_they_differ() -> None:
+    """A search where the rules agree counts, but adds no pair; one saved without final fits does not count."""
+    differ = {"final": {"max": {"test_views": 0.95}, "max shifted": {"test_views": 0.94}}}
+    also = {"final": {"max": {"test_views": 0.90}, "max shifted": {"test_views": 0.93}}}
+    cells = final_fit_summary([differ, also, {"final": {}}, {"candidates": []}])
+    assert cells == pytest.approx({"searches": 3, "differ": 2, "mean": 1.0, "std": 2.0})
 
 
 def test_the_gp_mean_rule_prefers_a_score_its_neighbours_share_to_a_lone_one_barely_above_it() -> None:
