@@ -18,7 +18,8 @@ twenty-second session).
 (the product's default final fit, in the final fit's share of the budget) and scored on test through
 the views: a better pick on searched weights is worth something only if it still ships better.
 
-    python -m bench.ranking_rules --datasets dsprites_fine --budgets 300 --seeds 20 --final-fit  # ~6 min a seed
+    python -m bench.ranking_rules --datasets dsprites_fine --budgets 300 --first-seed 10 --seeds 10 \
+        --final-fit  # ~6 min a seed
 
 Searches are saved to ``bench/results/ranking_rules.json`` as they finish and skipped when run again;
 the searches saved before they recorded their architectures (the twelfth session's, on the protocol of
@@ -180,13 +181,14 @@ def main() -> None:
     parser.add_argument("--datasets", default="dsprites_fine")
     parser.add_argument("--budgets", default="300")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (--seeds of them)")
     parser.add_argument("--final-fit", action="store_true",
                         help="final-fit the picks of max and max shifted where they differ (searches not saved yet)")
     args = parser.parse_args()
     rows = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else []
     for dataset in args.datasets.split(","):
         for budget in (float(b) for b in args.budgets.split(",")):
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 if any((r["dataset"], r["budget"], r["seed"]) == (dataset, budget, seed) and "views" in r
                        for r in rows):
                     continue
