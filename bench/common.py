@@ -6,6 +6,7 @@ noisy); repeats alternate baseline and subject so that drift hits both alike.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import numpy as np
 
 from automl.data.preprocess import Preprocessor
 from automl.data.split import stratified_split
+from automl.training.device import cpu_has_bf16
 from automl.training.trainer import TensorData
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -82,6 +84,16 @@ def tensor_data(name: str, image_size: int, val_fraction: float = 0.1) -> tuple[
     data = TensorData(pp.transform(list(x[train])), pp.encode(y[train]), pp.transform(list(x[val])),
                       pp.encode(y[val]))
     return data, len(pp.classes)
+
+
+def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU a measurement ran on, its core count and whether it trains in bf16: a run's accuracy
+    at a time budget depends on how many candidates the machine trains in it (a CPU without bf16
+    trains about half as many), so rows are paired only with rows of the same machine."""
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 "unknown CPU")
+    return f"{model}, {os.cpu_count()} cores, {'bf16' if cpu_has_bf16() else 'no bf16'}"
 
 
 def alternate(baseline: Callable[[], float], subject: Callable[[], float], repeats: int) -> tuple[float, float]:

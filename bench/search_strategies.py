@@ -39,7 +39,7 @@ from automl.search.records import CandidateRecord, Status, ranked
 from automl.search.store import CandidateStore, load_weights
 from automl.session.network import load_network, network_module
 from automl.training.trainer import predict_logits
-from bench.common import RESULTS, load_dataset
+from bench.common import RESULTS, load_dataset, machine
 
 STRATEGIES = ("bayesian", "random", "initial", "tpe")  # tpe: Optuna over the seed network (bench/tpe.py)
 PIXEL_BASELINES = ("svc", "logreg")
@@ -235,8 +235,9 @@ def save_rows(rows: list[dict]) -> None:
 
 
 def key(r: dict) -> tuple:
+    """What makes two rows the same measurement; rows from before the machine was recorded have none."""
     return (r["dataset"], float(r["budget"]), r["strategy"], r["seed"], r["final_epochs"], tuple(r["overrides"]),
-            r.get("final_share", 0.0))
+            r.get("final_share", 0.0), r.get("machine"))
 
 
 def print_table(summary: dict, svc: dict[str, float], logreg: dict[str, float]) -> None:
@@ -265,7 +266,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = load_rows()
     done = set() if args.fresh else {key(r) for r in rows}
-    overrides = parse_set(args.overrides)
+    overrides, here = parse_set(args.overrides), machine()
     for dataset in args.datasets.split(","):
         for kind in PIXEL_BASELINES:
             if not any(r["dataset"] == dataset and r["strategy"] == kind for r in rows):
@@ -277,7 +278,7 @@ def main() -> None:
                 for strategy in args.strategies.split(","):
                     row = {"dataset": dataset, "budget": budget, "strategy": strategy, "seed": seed,
                            "final_epochs": args.final_epochs, "overrides": sorted(args.overrides),
-                           "final_share": args.final_share}
+                           "final_share": args.final_share, "machine": here}
                     if key(row) in done:
                         continue
                     row.update(run_search(dataset, strategy, seed, budget, args.final_epochs, overrides,

@@ -40,6 +40,7 @@ HELP = {
     "train.amp": ("mixed precision for training steps: bf16 on CPUs with bf16 instructions and on GPUs "
                   "(else fp16 with loss scaling); scoring stays float32"),
     "train.score_epochs": "rank candidates by the mean val accuracy of their last n epochs (0 = the best epoch's)",
+    "train.label_smoothing": "share of each training target spread over the other classes (0 = hard labels)",
     "search.strategy": "bayesian | random (random morphs: the honest baseline) | initial (seed network only)",
     "search.time_limit": "seconds for the whole search",
     "search.max_candidates": "most candidates the search trains (0 = no cap: the time limit ends it)",

@@ -9,7 +9,7 @@ import torch
 
 from automl.arch.graph import initial_graph
 from automl.search.records import CandidateRecord, Reasoning, Status
-from bench.common import sprite_labels
+from bench.common import machine, sprite_labels
 from bench.final_length import ensemble_summary, pair_summary, paired_summary
 from bench.ranking_rules import RULES, final_fit_summary, gp_means, regrets
 from bench.search_strategies import (
@@ -19,6 +19,7 @@ from bench.search_strategies import (
     ensemble_accuracies,
     ensemble_gains,
     inheritance_gaps,
+    key,
     summarize,
     time_to_seed_accuracy,
 )
@@ -53,6 +54,16 @@ def test_the_headline_table_keeps_only_the_default_protocol_and_lists_the_svc_ap
                                                                        "candidates": 5.0}}}}
     assert section["svc"] == {"digits8x8": 0.98} and section["logreg"] == {"digits8x8": 0.95}
     assert section["runs"] == rows
+
+
+def test_a_row_names_the_machine_it_ran_on_and_rows_of_two_machines_are_two_measurements(tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu\n")
+    assert machine(cpuinfo).startswith("Example CPU 9000, ") and " cores, " in machine(cpuinfo)
+    assert machine(tmp_path / "absent").startswith("unknown CPU, ")
+    here, there = run("bayesian", 0, 0.9), run("bayesian", 0, 0.9)
+    here["machine"], there["machine"] = machine(cpuinfo), "Other CPU, 2 cores, bf16"
+    assert key(here) != key(there) and key(here) == key(dict(here, test_accuracy=0.5))
 
 
 def test_inheritance_gaps_count_only_children_of_function_preserving_morphs() -> None:

@@ -37,6 +37,7 @@ def test_overrides_are_typed_and_unknown_keys_list_the_valid_ones(tmp_path):
     ("final_fit.fitted_members", "2", "fitted_members must be between 1 and final_fit.ensemble"),  # ensemble 1
     ("search.extra_seed_widths", "128,wide", "extra_seed_widths must be whole numbers"),
     ("search.extra_seed_widths", "1024", "extra_seed_widths must be whole numbers between 1 and search.max_width"),
+    ("train.label_smoothing", "1", "label_smoothing must be in"),
 ])
 def test_out_of_range_values_are_refused(key, value, message):
     with pytest.raises(ConfigError, match=message):

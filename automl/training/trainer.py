@@ -298,7 +298,8 @@ def _run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorD
         for group in optimizer.param_groups:
             group["lr"] = lr_at(i / n)
         with placement.autocast():
-            loss = F.cross_entropy(model(placement.batch(x)), data.y_train[idx.to(data.y_train.device)])
+            loss = F.cross_entropy(model(placement.batch(x)), data.y_train[idx.to(data.y_train.device)],
+                                   label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -167,3 +167,14 @@ def test_score_is_the_best_epoch_or_the_mean_of_the_last_epochs(bar_data):
     curve = [h["val_accuracy"] for h in tail.history]
     assert tail.score == pytest.approx(sum(curve[-3:]) / 3)
     assert tail.val_accuracy == best.val_accuracy == max(curve) and tail.best_epoch == best.best_epoch
+
+
+def test_label_smoothing_softens_the_targets_it_trains_on(bar_data):
+    """Two classes with 0.4 smoothed: targets (0.8, 0.2), whose entropy (0.50) bounds the training loss
+    from below; hard labels fit the bars far below that, and the smoothed network still separates them."""
+    graph, floor = initial_graph((1, 10, 10), 2, width=16), -(0.8 * np.log(0.8) + 0.2 * np.log(0.2))
+    hard = train_candidate(graph, None, bar_data, CONFIG, seed=1)
+    soft = train_candidate(graph, None, bar_data, dataclasses.replace(CONFIG, label_smoothing=0.4), seed=1)
+    assert hard.history[-1]["train_loss"] < floor - 0.1
+    assert min(h["train_loss"] for h in soft.history) >= floor - 1e-3
+    assert soft.val_accuracy >= 0.9
